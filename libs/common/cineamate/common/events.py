@@ -1,0 +1,228 @@
+"""Event models carried on the platform's topics.
+
+Every event is JSON on the wire, carries ``schema_version`` so a consumer can
+reject a shape it does not know, and has a deterministic ``event_id`` so that
+any consumer can deduplicate redelivered messages.
+
+    serves          ServeEvent          a slate shown to a user, with propensities
+    clicks          ClickEvent          a user clicked an item of a serve
+    rewards         RewardEvent         the join of a served item and its clicks
+    state-updates   PosteriorUpdate     new arm counts after a learner batch
+                    ExperimentChanged   an experiment's configuration changed
+    dead-letter     DeadLetter          a message no consumer could process
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "EVENT_MODELS",
+    "SCHEMA_VERSION",
+    "ClickEvent",
+    "DeadLetter",
+    "Event",
+    "ExperimentChanged",
+    "PosteriorUpdate",
+    "RewardEvent",
+    "ServeEvent",
+    "ServedItem",
+    "StateUpdate",
+    "encode",
+    "state_update_adapter",
+    "utc_now",
+]
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every event: strict, immutable, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic identity used to deduplicate redelivered messages."""
+        raise NotImplementedError
+
+    @property
+    def partition_key(self) -> str:
+        """The key the producer partitions by."""
+        raise NotImplementedError
+
+
+class ServedItem(BaseModel):
+    """One item of a slate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item_id: int = Field(description="Arm (movie) id.")
+    position: int = Field(ge=0, description="Rank in the slate, 0 first.")
+    propensity: float = Field(
+        ge=0.0, le=1.0, description="Probability that the policy put this item in the slate."
+    )
+
+
+class ServeEvent(Event):
+    """A slate of recommendations answered to one request."""
+
+    serve_id: str = Field(min_length=1, max_length=64)
+    experiment_id: str = Field(min_length=1, max_length=64)
+    variant: str = Field(min_length=1, max_length=64)
+    policy_type: str = Field(min_length=1, max_length=32)
+    user_id: str = Field(min_length=1, max_length=128)
+    items: list[ServedItem] = Field(max_length=1000)
+    cohort: dict[str, str] = Field(
+        default_factory=dict, description="Cohort attributes such as user_type, age, device."
+    )
+    state_version: int = Field(ge=0, description="Posterior version the policy selected from.")
+    latency_ms: float = Field(ge=0.0)
+    status: Literal["ok", "error"] = "ok"
+    served_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return self.serve_id
+
+    @property
+    def partition_key(self) -> str:
+        return self.serve_id
+
+
+class ClickEvent(Event):
+    """A click on an item of a serve; keyed like its serve so the join stays in one partition."""
+
+    serve_id: str = Field(min_length=1, max_length=64)
+    item_id: int
+    user_id: str = Field(min_length=1, max_length=128)
+    clicked_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.serve_id}:{self.item_id}:{self.clicked_at.isoformat()}"
+
+    @property
+    def partition_key(self) -> str:
+        return self.serve_id
+
+
+class RewardEvent(Event):
+    """The outcome of one served item: 1 if clicked within the attribution window, else 0."""
+
+    serve_id: str = Field(min_length=1, max_length=64)
+    experiment_id: str = Field(min_length=1, max_length=64)
+    variant: str = Field(min_length=1, max_length=64)
+    policy_type: str = Field(min_length=1, max_length=32)
+    item_id: int
+    position: int = Field(ge=0)
+    propensity: float = Field(ge=0.0, le=1.0)
+    reward: float = Field(ge=0.0, le=1.0)
+    served_at: datetime
+    rewarded_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.serve_id}:{self.item_id}"
+
+    @property
+    def partition_key(self) -> str:
+        # One experiment's policy sees its updates in order.
+        return f"{self.experiment_id}:{self.variant}"
+
+
+class PosteriorUpdate(Event):
+    """Arm counts of one (experiment, variant) after the learner applied a batch."""
+
+    kind: Literal["posterior"] = "posterior"
+    experiment_id: str = Field(min_length=1, max_length=64)
+    variant: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=0)
+    arm_ids: list[int]
+    pulls: list[float]
+    successes: list[float]
+    updated_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.experiment_id}:{self.variant}:{self.version}"
+
+    @property
+    def partition_key(self) -> str:
+        return self.experiment_id
+
+
+class ExperimentChanged(Event):
+    """An experiment's configuration or status changed; assignment instances reload it."""
+
+    kind: Literal["experiment"] = "experiment"
+    experiment_id: str = Field(min_length=1, max_length=64)
+    revision: int = Field(ge=0)
+    status: str
+    changed_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.experiment_id}:rev{self.revision}"
+
+    @property
+    def partition_key(self) -> str:
+        return self.experiment_id
+
+
+StateUpdate = Annotated[PosteriorUpdate | ExperimentChanged, Field(discriminator="kind")]
+state_update_adapter: TypeAdapter[PosteriorUpdate | ExperimentChanged] = TypeAdapter(StateUpdate)
+
+
+class DeadLetter(Event):
+    """A message a consumer could not process, kept with where it came from and why."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    consumer_group: str
+    reason_code: str = Field(description="Dotted machine-readable reason, e.g. invalid.json.")
+    reason: str = Field(description="Human-readable reason.")
+    key_b64: str | None = None
+    payload_b64: str = Field(description="The original bytes, base64 (truncated if oversized).")
+    payload_truncated: bool = False
+    payload_size: int = Field(ge=0, description="Size of the original payload in bytes.")
+    dead_lettered_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
+
+    @property
+    def partition_key(self) -> str:
+        return self.source_topic
+
+    def payload(self) -> bytes:
+        """The original (possibly truncated) message bytes."""
+        return base64.b64decode(self.payload_b64)
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    "serve": ServeEvent,
+    "click": ClickEvent,
+    "reward": RewardEvent,
+    "posterior_update": PosteriorUpdate,
+    "experiment_changed": ExperimentChanged,
+    "dead_letter": DeadLetter,
+}
+
+
+def encode(event: Event) -> bytes:
+    """The wire form of an event: compact UTF-8 JSON."""
+    return event.model_dump_json().encode()

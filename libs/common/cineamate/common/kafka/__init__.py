@@ -1,0 +1,25 @@
+"""Kafka helpers: the batching producer, the batch consumer loop and topic provisioning."""
+
+from cineamate.common.kafka.admin import ensure_topics, topic_partitions
+from cineamate.common.kafka.consumer import (
+    BatchConsumer,
+    Decoder,
+    RawRecord,
+    Record,
+    Rejected,
+    json_decoder,
+)
+from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
+
+__all__ = [
+    "BatchConsumer",
+    "Decoder",
+    "EventProducer",
+    "OutgoingMessage",
+    "RawRecord",
+    "Record",
+    "Rejected",
+    "ensure_topics",
+    "json_decoder",
+    "topic_partitions",
+]

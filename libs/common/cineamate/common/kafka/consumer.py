@@ -1,0 +1,352 @@
+"""The batch consumer loop every consuming service runs.
+
+One pass of the loop has named stages, and the commit is last by construction:
+
+    fetch       getmany(): up to ``max_records`` records across the assigned partitions
+    decode      bytes -> event model; undecodable or invalid records are rejected
+    process     the service's handler, on the valid records; it may reject more
+    dead-letter rejected records go to the dead-letter topic, acknowledged
+    commit      the offsets after the last record of each partition
+
+A failure in ``process`` never commits: a retriable error retries the batch
+with backoff; any other error retries record by record and dead-letters the
+records that still fail, so one poison message cannot stall a partition.
+Handlers must be idempotent, because a crash between process and commit
+redelivers the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import TypeAdapter, ValidationError
+
+from cineamate.common.errors import CineamateError, DependencyUnavailable, InvalidEvent
+from cineamate.common.events import SCHEMA_VERSION, DeadLetter, utc_now
+from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
+from cineamate.common.metrics import (
+    CONSUMER_BATCH_SIZE,
+    CONSUMER_FAILURES,
+    CONSUMER_LAG,
+    CONSUMER_PROCESSING_SECONDS,
+    CONSUMER_RECORDS,
+    DEAD_LETTERS,
+)
+
+__all__ = ["BatchConsumer", "Decoder", "RawRecord", "Record", "Rejected", "json_decoder"]
+
+EventT = TypeVar("EventT")
+
+_log = logging.getLogger(__name__)
+
+# Dead letters keep at most this much of an oversized payload.
+_DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as fetched, before decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[EventT]):
+    """A decoded record: the event and where it came from."""
+
+    raw: RawRecord
+    event: EventT
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that will be dead-lettered instead of processed."""
+
+    raw: RawRecord
+    code: str
+    reason: str
+
+    @classmethod
+    def of(cls, record: Record[Any] | RawRecord, error: CineamateError) -> Rejected:
+        raw = record.raw if isinstance(record, Record) else record
+        return cls(raw, error.code, error.message)
+
+
+Decoder = Callable[[bytes | None], EventT]
+BatchHandler = Callable[[list[Record[EventT]]], Awaitable[Sequence[Rejected]]]
+
+
+def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) -> Decoder[EventT]:
+    """Decoder of JSON events into ``schema`` with size, JSON, version and field checks."""
+    adapter: TypeAdapter[EventT] = (
+        schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
+    )
+
+    def decode(value: bytes | None) -> EventT:
+        if value is None:
+            raise InvalidEvent("message has no value", code="invalid.empty")
+        if len(value) > max_bytes:
+            raise InvalidEvent(
+                f"message of {len(value)} bytes exceeds the limit of {max_bytes}",
+                code="invalid.too_large",
+            )
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(f"not JSON: {exc}", code="invalid.json") from exc
+        if not isinstance(data, dict):
+            raise InvalidEvent("expected a JSON object", code="invalid.schema")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InvalidEvent(
+                f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
+                code="invalid.schema_version",
+            )
+        try:
+            return adapter.validate_python(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(root)"
+            raise InvalidEvent(f"{where}: {first['msg']}", code="invalid.schema") from exc
+
+    return decode
+
+
+class BatchConsumer(Generic[EventT]):
+    """Consumer group member that runs fetch, decode, process, dead-letter, commit.
+
+    >>> consumer = BatchConsumer(  # doctest: +SKIP
+    ...     bootstrap_servers="127.0.0.1:9092", topics=["clicks"], group_id="reward",
+    ...     decode=json_decoder(ClickEvent, max_bytes=1_000_000), handle=join_clicks,
+    ...     dead_letters=producer, dead_letter_topic="dead-letter")
+    >>> await consumer.start(); await consumer.run()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topics: Sequence[str],
+        group_id: str,
+        decode: Decoder[EventT],
+        handle: BatchHandler[EventT],
+        dead_letters: EventProducer,
+        dead_letter_topic: str,
+        max_records: int = 2_000,
+        poll_timeout_ms: int = 200,
+        retry_max_seconds: float = 10.0,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._decode = decode
+        self._handle = handle
+        self._dead_letters = dead_letters
+        self._dead_letter_topic = dead_letter_topic
+        self._max_records = max_records
+        self._poll_timeout_ms = poll_timeout_ms
+        self._retry_max_seconds = retry_max_seconds
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            client_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._batch_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect and join the group."""
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise DependencyUnavailable(f"kafka: {exc}", code="unavailable.kafka") from exc
+        self._consumer.subscribe(self._topics, listener=_FinishBatchOnRevoke(self._batch_lock))
+
+    def request_stop(self) -> None:
+        """Ask the loop to finish its batch and return."""
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, then leave the group."""
+        self.request_stop()
+        async with self._batch_lock:
+            await self._consumer.stop()
+
+    async def run(self) -> None:
+        """Process batches until ``request_stop``."""
+        while not self._stopping.is_set():
+            fetched = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+            )
+            if not fetched:
+                continue
+            async with self._batch_lock:
+                try:
+                    await self._process_batch(fetched)
+                except _Abandoned:
+                    # Stopping while a dependency is down: leave the batch uncommitted.
+                    return
+
+    async def _process_batch(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        raws = [
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for messages in fetched.values()
+            for m in messages
+        ]
+        records, rejected = self._decode_all(raws)
+        rejected.extend(await self._process(records))
+        await self._dead_letter(rejected)
+        await self._commit(fetched)
+        CONSUMER_BATCH_SIZE.labels(self._group_id).observe(len(raws))
+        CONSUMER_PROCESSING_SECONDS.labels(self._group_id).observe(time.perf_counter() - started)
+
+    def _decode_all(self, raws: list[RawRecord]) -> tuple[list[Record[EventT]], list[Rejected]]:
+        records: list[Record[EventT]] = []
+        rejected: list[Rejected] = []
+        for raw in raws:
+            try:
+                records.append(Record(raw, self._decode(raw.value)))
+            except InvalidEvent as exc:
+                rejected.append(Rejected.of(raw, exc))
+        return records, rejected
+
+    async def _process(self, records: list[Record[EventT]]) -> list[Rejected]:
+        if not records:
+            return []
+        try:
+            return list(await self._retrying(lambda: self._handle(records)))
+        except _NotRetriable:
+            pass
+        # Find the poison records one by one; the others are processed normally.
+        rejected: list[Rejected] = []
+        for record in records:
+            try:
+                rejected.extend(await self._retrying(lambda r=record: self._handle([r])))
+            except _NotRetriable as failure:
+                error = failure.__cause__
+                rejected.append(
+                    Rejected(record.raw, "error.processing", f"{type(error).__name__}: {error}")
+                )
+        return rejected
+
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[Sequence[Rejected]]]
+    ) -> Sequence[Rejected]:
+        delay = 0.1
+        while True:
+            try:
+                return await attempt()
+            except DependencyUnavailable as exc:
+                CONSUMER_FAILURES.labels(self._group_id).inc()
+                _log.warning(
+                    "batch failed, retrying",
+                    extra={"group": self._group_id, "error": str(exc), "retry_in_s": delay},
+                )
+            except Exception as exc:
+                CONSUMER_FAILURES.labels(self._group_id).inc()
+                _log.exception("batch processing error", extra={"group": self._group_id})
+                raise _NotRetriable() from exc
+            if self._stopping.is_set():
+                raise _Abandoned()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self._retry_max_seconds)
+
+    async def _dead_letter(self, rejected: list[Rejected]) -> None:
+        if not rejected:
+            return
+        messages = [self._envelope(item) for item in rejected]
+        await self._retrying(lambda: _send_all(self._dead_letters, messages))
+        for item in rejected:
+            DEAD_LETTERS.labels(item.raw.topic, item.code).inc()
+            _log.warning(
+                "dead-lettered",
+                extra={
+                    "topic": item.raw.topic,
+                    "partition": item.raw.partition,
+                    "offset": item.raw.offset,
+                    "reason_code": item.code,
+                    "reason": item.reason,
+                },
+            )
+
+    def _envelope(self, item: Rejected) -> OutgoingMessage:
+        payload = item.raw.value or b""
+        letter = DeadLetter(
+            source_topic=item.raw.topic,
+            source_partition=item.raw.partition,
+            source_offset=item.raw.offset,
+            consumer_group=self._group_id,
+            reason_code=item.code,
+            reason=item.reason,
+            key_b64=base64.b64encode(item.raw.key).decode() if item.raw.key else None,
+            payload_b64=base64.b64encode(payload[:_DEAD_LETTER_PAYLOAD_LIMIT]).decode(),
+            payload_truncated=len(payload) > _DEAD_LETTER_PAYLOAD_LIMIT,
+            payload_size=len(payload),
+            dead_lettered_at=utc_now(),
+        )
+        return OutgoingMessage(
+            self._dead_letter_topic, letter.model_dump_json().encode(), item.raw.key
+        )
+
+    async def _commit(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The partitions moved to another member, which redelivers from the last commit.
+            _log.warning("commit failed after rebalance", extra={"error": str(exc)})
+            return
+        for tp, messages in fetched.items():
+            CONSUMER_RECORDS.labels(self._group_id, tp.topic).inc(len(messages))
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
+                    max(highwater - offsets[tp], 0)
+                )
+
+
+class _NotRetriable(Exception):
+    """Internal: the handler failed with an error that retrying will not fix."""
+
+
+class _Abandoned(Exception):
+    """Internal: a stop was requested while the batch could not be completed."""
+
+
+async def _send_all(producer: EventProducer, messages: list[OutgoingMessage]) -> Sequence[Rejected]:
+    await producer.send_many(messages)
+    return ()
+
+
+class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the batch in flight commit before its partitions move to another member."""
+
+    def __init__(self, batch_lock: asyncio.Lock) -> None:
+        self._batch_lock = batch_lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self._batch_lock:
+            return
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return

@@ -1,0 +1,159 @@
+"""Batching producer over aiokafka.
+
+Two ways to send:
+
+* ``await send_many([...])`` and ``await send(...)`` wait until the broker
+  acknowledged every message. Consumers use them for their outputs and dead
+  letters, because they may only commit their input once the output is safe.
+* ``publish(...)`` returns at once: the message joins a bounded in-process
+  buffer that a background task hands to the broker in linger-sized batches.
+  Request paths use it so that no answer waits for the broker. It returns
+  False when the buffer is full; the caller decides what to do (spool, count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from cineamate.common.errors import DependencyUnavailable
+from cineamate.common.events import Event, encode
+from cineamate.common.metrics import PRODUCER_BUFFERED, PRODUCER_FAILURES, PRODUCER_SENT
+
+__all__ = ["EventProducer", "OutgoingMessage"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message ready for the wire."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+
+    @classmethod
+    def of(cls, topic: str, event: Event) -> OutgoingMessage:
+        return cls(topic, encode(event), event.partition_key.encode())
+
+
+class EventProducer:
+    """Producer with linger batching, acknowledged sends and a bounded fire-and-forget buffer.
+
+    >>> producer = EventProducer("127.0.0.1:9092", client_id="assignment")  # doctest: +SKIP
+    >>> await producer.start()  # doctest: +SKIP
+    >>> await producer.send(OutgoingMessage.of("serves", serve))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str,
+        linger_ms: int = 5,
+        max_batch_bytes: int = 262_144,
+        buffer_limit: int = 100_000,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            linger_ms=linger_ms,
+            max_batch_size=max_batch_bytes,
+            acks="all",
+            request_timeout_ms=request_timeout_ms,
+        )
+        self._buffer: asyncio.Queue[OutgoingMessage] = asyncio.Queue(maxsize=buffer_limit)
+        self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> object:
+        """The underlying aiokafka client (metadata checks)."""
+        return self._producer.client
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            raise DependencyUnavailable(f"kafka: {exc}", code="unavailable.kafka") from exc
+        self._drainer = asyncio.create_task(self._drain(), name="producer-drain")
+
+    async def stop(self) -> None:
+        """Deliver what is buffered, then close."""
+        if self._drainer is not None:
+            await self._buffer.join()
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+        await self._producer.stop()
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Send one message and wait for the broker's acknowledgement."""
+        await self.send_many([message])
+
+    async def send_many(self, messages: Iterable[OutgoingMessage]) -> None:
+        """Send messages (batched by linger) and wait until all are acknowledged."""
+        futures = []
+        for message in messages:
+            futures.append(
+                (
+                    message.topic,
+                    await self._producer.send(message.topic, message.value, message.key),
+                )
+            )
+        failure: BaseException | None = None
+        for topic, future in futures:
+            try:
+                await future
+                PRODUCER_SENT.labels(topic).inc()
+            except KafkaError as exc:
+                PRODUCER_FAILURES.labels(topic).inc()
+                failure = failure or exc
+        if failure is not None:
+            raise DependencyUnavailable(
+                f"kafka: send failed: {failure}", code="unavailable.kafka"
+            ) from failure
+
+    def publish(self, message: OutgoingMessage) -> bool:
+        """Buffer a message for background delivery; False when the buffer is full."""
+        try:
+            self._buffer.put_nowait(message)
+        except asyncio.QueueFull:
+            return False
+        PRODUCER_BUFFERED.set(self._buffer.qsize())
+        return True
+
+    async def flush(self) -> None:
+        """Wait until every published message has been handed over and acknowledged."""
+        await self._buffer.join()
+        await self._producer.flush()
+
+    async def _drain(self) -> None:
+        while True:
+            message = await self._buffer.get()
+            try:
+                future = await self._producer.send(message.topic, message.value, message.key)
+                future.add_done_callback(lambda f, t=message.topic: _count_delivery(f, t))
+            except KafkaError as exc:
+                PRODUCER_FAILURES.labels(message.topic).inc()
+                _log.warning("publish failed", extra={"topic": message.topic, "error": str(exc)})
+            finally:
+                self._buffer.task_done()
+                PRODUCER_BUFFERED.set(self._buffer.qsize())
+
+
+def _count_delivery(future: asyncio.Future[object], topic: str) -> None:
+    if future.cancelled() or future.exception() is not None:
+        PRODUCER_FAILURES.labels(topic).inc()
+    else:
+        PRODUCER_SENT.labels(topic).inc()

@@ -1,0 +1,190 @@
+"""``cineamate run``: the whole platform on one machine.
+
+Order of events: check that every port is free, start or reach the stores,
+apply migrations and create topics, start the six services and the public
+entry under the supervisor, print the addresses once everything is ready,
+and on Ctrl-C or SIGTERM stop the processes and then the embedded servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+from pydantic_settings import SettingsConfigDict
+
+from cineamate.common.errors import ConfigError
+from cineamate.common.settings import (
+    DEFAULT_PORTS,
+    CommonSettings,
+    ProcessSettings,
+    load_settings,
+    setting,
+)
+from cineamate.stack.local import LocalStack
+from cineamate.stack.processes import ensure_port_free
+from cineamate.stack.provision import provision
+from cineamate.stack.services import PROCESS_NAMES, port_variable
+from cineamate.stack.supervisor import ChildSpec, Supervisor
+
+__all__ = ["RunSettings", "run_platform"]
+
+
+class RunSettings(ProcessSettings):
+    """Settings of ``cineamate run`` itself."""
+
+    model_config = SettingsConfigDict(env_prefix="CINEAMATE_")
+
+    home: Path = setting(
+        Path(".cineamate"),
+        env="CINEAMATE_HOME",
+        description="Directory of the embedded servers' data and logs.",
+    )
+    ready_timeout_seconds: float = setting(
+        60.0,
+        env="CINEAMATE_READY_TIMEOUT_SECONDS",
+        description="How long cineamate run waits for every service to be ready.",
+    )
+    restart_max_seconds: float = setting(
+        30.0,
+        env="CINEAMATE_RESTART_MAX_SECONDS",
+        description="Longest pause before restarting a crashed service.",
+    )
+
+
+def process_ports(environ: dict[str, str]) -> dict[str, int]:
+    """The port of every process, from its variable or its default."""
+    ports = {}
+    for name in PROCESS_NAMES:
+        variable = port_variable(name)
+        raw = environ.get(variable, str(DEFAULT_PORTS[name]))
+        try:
+            port = int(raw)
+        except ValueError:
+            raise ConfigError(f"{variable} is invalid: {raw!r} is not a port number") from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"{variable} is invalid: {port} is not a port number")
+        ports[name] = port
+    return ports
+
+
+def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
+    """Run until interrupted; returns the exit code."""
+    started = time.monotonic()
+    ports = process_ports(dict(os.environ))
+    for name, port in ports.items():
+        ensure_port_free(settings.bind_host, port, setting=port_variable(name))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Until the supervisor's loop takes over, SIGTERM unwinds like Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    stack = LocalStack(settings.home.resolve())
+    try:
+        stack.start()
+        os.environ.update(stack.environment())
+        common = load_settings(CommonSettings)
+        asyncio.run(provision(common))
+        children = _children(ports, stack)
+        _write_run_file(settings.home, ports, stack)
+        signal.signal(signal.SIGTERM, previous)
+        asyncio.run(_supervise(children, settings, ports, stack, started, out))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        (settings.home / "run.json").unlink(missing_ok=True)
+        out.write("cineamate: stopped\n")
+        out.flush()
+    return 0
+
+
+def _children(ports: dict[str, int], stack: LocalStack) -> list[ChildSpec]:
+    env = dict(os.environ) | stack.environment()
+    # People read this output; a deployment's log shipper gets JSON by default.
+    env.setdefault("CINEAMATE_LOG_FORMAT", "text")
+    for name, port in ports.items():
+        env[port_variable(name)] = str(port)
+        if name != "gateway":
+            env[f"CINEAMATE_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "cineamate.cli", "serve"]
+    return [ChildSpec(name, [*command, name], env) for name in PROCESS_NAMES]
+
+
+async def _supervise(
+    children: list[ChildSpec],
+    settings: RunSettings,
+    ports: dict[str, int],
+    stack: LocalStack,
+    started: float,
+    out: TextIO,
+) -> None:
+    supervisor = Supervisor(children, out=out, restart_max_seconds=settings.restart_max_seconds)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, supervisor.request_stop)
+    announce = asyncio.create_task(
+        _announce_when_ready(supervisor, settings, ports, stack, started)
+    )
+    try:
+        await supervisor.run()
+    finally:
+        announce.cancel()
+
+
+async def _announce_when_ready(
+    supervisor: Supervisor,
+    settings: RunSettings,
+    ports: dict[str, int],
+    stack: LocalStack,
+    started: float,
+) -> None:
+    entry = f"http://127.0.0.1:{ports['gateway']}"
+    deadline = time.monotonic() + settings.ready_timeout_seconds
+    last: dict[str, object] = {}
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                answer = await client.get(f"{entry}/readyz")
+                last = answer.json()
+                if answer.status_code == 200:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.25)
+        else:
+            supervisor.say(
+                "cineamate", f"not ready after {settings.ready_timeout_seconds:g} s: {last}"
+            )
+            return
+    lines = [f"ready in {time.monotonic() - started:.1f} s", f"public entry  {entry}"]
+    lines += [
+        f"{name:<13} http://127.0.0.1:{ports[name]}" for name in PROCESS_NAMES if name != "gateway"
+    ]
+    lines += [f"{name:<13} {where}" for name, where in stack.describe().items()]
+    lines.append("press Ctrl-C to stop")
+    for line in lines:
+        supervisor.say("cineamate", line)
+
+
+def _write_run_file(home: Path, ports: dict[str, int], stack: LocalStack) -> None:
+    """Where the running platform is, for tools and tests started beside it."""
+    body = {
+        "pid": os.getpid(),
+        "entry": f"http://127.0.0.1:{ports['gateway']}",
+        "ports": ports,
+        "stores": stack.environment(),
+        "embedded_pids": [server.pid for server in stack.embedded],
+    }
+    path = home / "run.json"
+    path.write_text(json.dumps(body, indent=2))
+    path.chmod(0o600)

@@ -1,0 +1,101 @@
+"""Pytest fixtures that give tests real servers.
+
+The broker, PostgreSQL and Redis are the ones named by
+``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` and ``REDIS_URL`` when set, and
+embedded servers on free ports otherwise, started once per test session.
+Tests isolate themselves with fresh databases and uniquely named topics
+rather than by restarting servers.
+
+Enabled by ``pytest_plugins = ["cineamate.stack.testing"]`` in the root conftest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from cineamate.stack.local import LocalStack
+from cineamate.stack.processes import free_port
+
+__all__ = ["fresh_database", "isolated_env", "stack", "unique"]
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The session's broker, PostgreSQL and Redis."""
+    home = Path(tempfile.mkdtemp(prefix="cineamate-test-"))
+    # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
+    home.chmod(0o755)
+    local = LocalStack(home, durable=False)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database(stack: LocalStack) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    server_url = stack.database_url
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
+    """Environment for platform processes: the session's servers, a fresh database,
+    topics of their own, free ports and a home of their own."""
+    env = dict(os.environ)
+    env.update(stack.environment())
+    env["DATABASE_URL"] = fresh_database
+    tag = uuid.uuid4().hex[:8]
+    for topic in ("serves", "clicks", "rewards", "state_updates", "dead_letter"):
+        env[f"CINEAMATE_{topic.upper()}_TOPIC"] = f"{topic.replace('_', '-')}-{tag}"
+    for name in (
+        "gateway",
+        "assignment",
+        "policy",
+        "reward",
+        "guardrails",
+        "decision",
+        "analytics",
+    ):
+        env[f"CINEAMATE_{name.upper()}_PORT"] = str(free_port())
+    env["CINEAMATE_LOG_FORMAT"] = "json"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")

@@ -1,0 +1,24 @@
+"""The policy service's FastAPI app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cineamate.common.app import create_service_app
+from cineamate.common.dependencies import standard_dependencies
+from cineamate.policy.settings import PolicySettings
+
+__all__ = ["create_app"]
+
+SERVICE_NAME = "policy"
+
+
+def create_app(settings: PolicySettings) -> FastAPI:
+    """The policy app, wired to its dependencies."""
+    return create_service_app(
+        name=SERVICE_NAME,
+        settings=settings,
+        dependencies=standard_dependencies(
+            settings, client_id=SERVICE_NAME, kafka=True, postgres=True, redis=True
+        ),
+    )
