@@ -62,29 +62,33 @@ class EventProducer:
         buffer_limit: int = 100_000,
         request_timeout_ms: int = 10_000,
     ) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            linger_ms=linger_ms,
-            max_batch_size=max_batch_bytes,
-            acks="all",
-            request_timeout_ms=request_timeout_ms,
-        )
+        # Built in start(): an aiokafka producer binds to the running event loop.
+        self._config = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "linger_ms": linger_ms,
+            "max_batch_size": max_batch_bytes,
+            "acks": "all",
+            "request_timeout_ms": request_timeout_ms,
+        }
+        self._producer: AIOKafkaProducer | None = None
         self._buffer: asyncio.Queue[OutgoingMessage] = asyncio.Queue(maxsize=buffer_limit)
         self._drainer: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> object:
         """The underlying aiokafka client (metadata checks)."""
-        return self._producer.client
+        return self._started().client
 
     async def start(self) -> None:
+        producer = AIOKafkaProducer(**self._config)
         try:
-            await self._producer.start()
+            await producer.start()
         except KafkaError as exc:
             with contextlib.suppress(Exception):
-                await self._producer.stop()
+                await producer.stop()
             raise DependencyUnavailable(f"kafka: {exc}", code="unavailable.kafka") from exc
+        self._producer = producer
         self._drainer = asyncio.create_task(self._drain(), name="producer-drain")
 
     async def stop(self) -> None:
@@ -95,7 +99,14 @@ class EventProducer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
             self._drainer = None
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise DependencyUnavailable("kafka: producer not started", code="unavailable.kafka")
+        return self._producer
 
     async def send(self, message: OutgoingMessage) -> None:
         """Send one message and wait for the broker's acknowledgement."""
@@ -103,14 +114,11 @@ class EventProducer:
 
     async def send_many(self, messages: Iterable[OutgoingMessage]) -> None:
         """Send messages (batched by linger) and wait until all are acknowledged."""
+        producer = self._started()
         futures = []
         for message in messages:
-            futures.append(
-                (
-                    message.topic,
-                    await self._producer.send(message.topic, message.value, message.key),
-                )
-            )
+            future = await producer.send(message.topic, message.value, message.key)
+            futures.append((message.topic, future))
         failure: BaseException | None = None
         for topic, future in futures:
             try:
@@ -136,13 +144,13 @@ class EventProducer:
     async def flush(self) -> None:
         """Wait until every published message has been handed over and acknowledged."""
         await self._buffer.join()
-        await self._producer.flush()
+        await self._started().flush()
 
     async def _drain(self) -> None:
         while True:
             message = await self._buffer.get()
             try:
-                future = await self._producer.send(message.topic, message.value, message.key)
+                future = await self._started().send(message.topic, message.value, message.key)
                 future.add_done_callback(lambda f, t=message.topic: _count_delivery(f, t))
             except KafkaError as exc:
                 PRODUCER_FAILURES.labels(message.topic).inc()

@@ -1,0 +1,27 @@
+"""Fixtures of the shared library's unit tests: a process environment of the test's own."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_CONNECTION_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No CineaMate variable from the outer environment leaks into the test."""
+    for variable in list(os.environ):
+        if variable.startswith("CINEAMATE_") or variable in _CONNECTION_VARIABLES:
+            monkeypatch.delenv(variable)
+    return monkeypatch
+
+
+@pytest.fixture
+def service_env(clean_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The three required connection variables set; nothing is ever contacted."""
+    clean_env.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    clean_env.setenv("DATABASE_URL", "postgresql://user:db-password-41@127.0.0.1:1/cineamate")
+    clean_env.setenv("REDIS_URL", "redis://:redis-password-42@127.0.0.1:1/0")
+    return clean_env

@@ -1,0 +1,234 @@
+"""Producer, consumer loop and topic provisioning against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cineamate.common.errors import DependencyUnavailable
+from cineamate.common.events import ClickEvent, DeadLetter
+from cineamate.common.kafka import (
+    BatchConsumer,
+    EventProducer,
+    OutgoingMessage,
+    Record,
+    Rejected,
+    ensure_topics,
+    json_decoder,
+    topic_partitions,
+)
+from cineamate.common.settings import TopicSpec
+from cineamate.stack.testing import unique
+
+pytestmark = pytest.mark.integration
+
+
+def _click(index: int) -> ClickEvent:
+    return ClickEvent(
+        serve_id=f"s{index}",
+        item_id=index,
+        user_id="u",
+        clicked_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+async def test_ensure_topics_creates_missing_topics_once(stack) -> None:
+    bootstrap = stack.kafka_bootstrap_servers
+    specs = [TopicSpec(unique("a"), 3), TopicSpec(unique("b"), 1)]
+    created = await ensure_topics(bootstrap, specs)
+    again = await ensure_topics(bootstrap, specs)
+    assert created == [spec.name for spec in specs]
+    assert again == []
+    assert await topic_partitions(bootstrap, specs[0].name) == 3
+
+
+async def test_published_messages_are_all_delivered(stack) -> None:
+    bootstrap = stack.kafka_bootstrap_servers
+    topic = unique("published")
+    await ensure_topics(bootstrap, [TopicSpec(topic, 2)])
+    producer = EventProducer(bootstrap, client_id="t", buffer_limit=10_000)
+    await producer.start()
+    try:
+        accepted = [producer.publish(OutgoingMessage.of(topic, _click(i))) for i in range(2_000)]
+        await producer.flush()
+    finally:
+        await producer.stop()
+    assert all(accepted)
+    assert sorted(e.item_id for e in await _read_all(bootstrap, topic, 2, 2_000)) == list(
+        range(2_000)
+    )
+
+
+async def test_publish_refuses_when_the_buffer_is_full(stack) -> None:
+    producer = EventProducer(stack.kafka_bootstrap_servers, client_id="t", buffer_limit=3)
+    # Not started: nothing drains the buffer.
+    results = [producer.publish(OutgoingMessage("x", b"{}")) for _ in range(5)]
+    assert results == [True, True, True, False, False]
+
+
+async def _read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[ClickEvent]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        events: list[ClickEvent] = []
+        for _ in range(60):
+            batch = await consumer.getmany(timeout_ms=500)
+            events += [ClickEvent.model_validate_json(m.value) for ms in batch.values() for m in ms]
+            if len(events) >= expected:
+                break
+        return events
+    finally:
+        await consumer.stop()
+
+
+async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning()
+        letters: list[DeadLetter] = []
+        for _ in range(40):
+            batch = await consumer.getmany(timeout_ms=500)
+            letters += [
+                DeadLetter.model_validate_json(m.value) for ms in batch.values() for m in ms
+            ]
+            if len(letters) >= expected:
+                break
+        return letters
+    finally:
+        await consumer.stop()
+
+
+async def _run_consumer_until(consumer: BatchConsumer[ClickEvent], done: asyncio.Event) -> None:
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        await consumer.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_record_that_crashes_the_handler_is_dead_lettered_and_the_rest_processed(
+    stack,
+) -> None:
+    bootstrap = stack.kafka_bootstrap_servers
+    topic, dead = unique("in"), unique("dead")
+    await ensure_topics(bootstrap, [TopicSpec(topic, 1), TopicSpec(dead, 1)])
+    producer = EventProducer(bootstrap, client_id="t")
+    await producer.start()
+    processed: set[int] = set()
+    done = asyncio.Event()
+
+    async def handle(records: list[Record[ClickEvent]]) -> Sequence[Rejected]:
+        if any(r.event.item_id == 13 for r in records):
+            raise ZeroDivisionError("unlucky item")
+        processed.update(r.event.item_id for r in records)
+        if len(processed) == 29:
+            done.set()
+        return []
+
+    try:
+        await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(30))
+        consumer = BatchConsumer(
+            bootstrap_servers=bootstrap,
+            topics=[topic],
+            group_id=unique("g"),
+            decode=json_decoder(ClickEvent, max_bytes=10_000),
+            handle=handle,
+            dead_letters=producer,
+            dead_letter_topic=dead,
+        )
+        await _run_consumer_until(consumer, done)
+        letters = await _dead_letters(bootstrap, dead, 1)
+    finally:
+        await producer.stop()
+    assert processed == set(range(30)) - {13}
+    assert [(letter.reason_code, letter.source_offset) for letter in letters] == [
+        ("error.processing", 13)
+    ]
+    assert "ZeroDivisionError: unlucky item" in letters[0].reason
+
+
+async def test_a_retriable_failure_retries_the_batch_without_dead_letters(stack) -> None:
+    bootstrap = stack.kafka_bootstrap_servers
+    topic, dead = unique("in"), unique("dead")
+    await ensure_topics(bootstrap, [TopicSpec(topic, 1), TopicSpec(dead, 1)])
+    producer = EventProducer(bootstrap, client_id="t")
+    await producer.start()
+    attempts = 0
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def handle(records: list[Record[ClickEvent]]) -> Sequence[Rejected]:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 3:
+            raise DependencyUnavailable("postgres: down for a moment")
+        seen.extend(r.event.item_id for r in records)
+        if len(seen) >= 10:
+            done.set()
+        return []
+
+    try:
+        await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(10))
+        consumer = BatchConsumer(
+            bootstrap_servers=bootstrap,
+            topics=[topic],
+            group_id=unique("g"),
+            decode=json_decoder(ClickEvent, max_bytes=10_000),
+            handle=handle,
+            dead_letters=producer,
+            dead_letter_topic=dead,
+        )
+        await _run_consumer_until(consumer, done)
+    finally:
+        await producer.stop()
+    assert attempts >= 4
+    assert sorted(seen) == list(range(10))
+
+
+async def test_committed_offsets_resume_where_the_last_member_stopped(stack) -> None:
+    bootstrap = stack.kafka_bootstrap_servers
+    topic, dead, group = unique("in"), unique("dead"), unique("g")
+    await ensure_topics(bootstrap, [TopicSpec(topic, 1), TopicSpec(dead, 1)])
+    producer = EventProducer(bootstrap, client_id="t")
+    await producer.start()
+    seen: list[int] = []
+
+    def consumer_for(expected: int, done: asyncio.Event) -> BatchConsumer[ClickEvent]:
+        async def handle(records: list[Record[ClickEvent]]) -> Sequence[Rejected]:
+            seen.extend(r.event.item_id for r in records)
+            if len(seen) >= expected:
+                done.set()
+            return []
+
+        return BatchConsumer(
+            bootstrap_servers=bootstrap,
+            topics=[topic],
+            group_id=group,
+            decode=json_decoder(ClickEvent, max_bytes=10_000),
+            handle=handle,
+            dead_letters=producer,
+            dead_letter_topic=dead,
+        )
+
+    try:
+        await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(20))
+        first = asyncio.Event()
+        await _run_consumer_until(consumer_for(20, first), first)
+        await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(20, 30))
+        second = asyncio.Event()
+        await _run_consumer_until(consumer_for(30, second), second)
+    finally:
+        await producer.stop()
+    assert seen == list(range(30))
