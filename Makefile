@@ -6,7 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := constraints.txt
-DEMO ?= 1
 
 .PHONY: run test test-fast lint format bench schemas docs lock clean help
 
@@ -25,9 +24,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $(STAMP)
 
 run: $(STAMP)
-	CINEAMATE_DEMO=$(DEMO) $(BIN)/cineamate run
+	$(BIN)/cineamate run
 
 test: $(STAMP)
+	@scripts/ensure-system-packages
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs services
+	$(BIN)/mypy libs/*/cineamate services/*/cineamate
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -44,6 +44,7 @@ format: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/cineamate settings --markdown > docs/settings.md
+	$(BIN)/cineamate settings --update-readme README.md
 	$(BIN)/cineamate schemas --out docs/schemas
 
 bench: $(STAMP)

@@ -159,7 +159,7 @@ def test_describe_marks_exactly_the_urls_with_credentials_as_secret() -> None:
 
 
 def test_describe_lists_each_variable_once_across_services() -> None:
-    classes = [ProcessSettings, *SETTINGS_BY_SERVICE.values()]
+    classes: list[type[BaseSettings]] = [ProcessSettings, *SETTINGS_BY_SERVICE.values()]
 
     variables = [doc.variable for doc in describe(*classes)]
 

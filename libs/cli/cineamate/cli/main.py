@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
     settings = commands.add_parser("settings", help="list every setting with its default")
     settings.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    settings.add_argument(
+        "--update-readme", type=Path, metavar="PATH", help="rewrite the settings table of PATH"
+    )
     settings.set_defaults(handler=_settings)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema of every event")
@@ -131,8 +134,11 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    from cineamate.cli.settings_doc import render_settings
+    from cineamate.cli.settings_doc import render_settings, update_readme
 
+    if args.update_readme:
+        args.update_readme.write_text(update_readme(args.update_readme.read_text()))
+        return 0
     print(render_settings(markdown=args.markdown), end="")
     return 0
 

@@ -27,6 +27,7 @@ from typing import Protocol
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -177,11 +178,21 @@ def _add_error_handlers(app: FastAPI) -> None:
         }
         return JSONResponse(body, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        _log.exception("unhandled error", extra={"path": request.url.path})
-        body = {"error": {"code": "internal", "message": "internal error"}}
-        return JSONResponse(body, status_code=500)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_ERROR_CODES.get(exc.status_code, f"http.{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            message = f"no route for {request.url.path}"
+        return JSONResponse(
+            {"error": {"code": code, "message": message}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+
+_HTTP_ERROR_CODES = {404: "not_found.route", 405: "invalid.method"}
+_INTERNAL_ERROR = b'{"error":{"code":"internal","message":"internal error"}}'
 
 
 class _RequestMetrics:
@@ -199,11 +210,13 @@ class _RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message = {
                     **message,
                     "headers": [*message.get("headers", []), self._service_header],
@@ -212,6 +225,20 @@ class _RequestMetrics:
 
         try:
             await self._app(scope, receive, send_with_status)
+        except Exception:
+            # Answered here rather than by Starlette's outermost handler, so that the
+            # response still names the service and the metric sees the 500.
+            _log.exception("unhandled error", extra={"path": scope.get("path")})
+            if started_response:
+                raise
+            await send_with_status(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

@@ -31,7 +31,7 @@ async def apply_migrations(database_url: str, *, timeout: float = 60.0) -> list[
 
 async def create_topics(settings: CommonSettings, *, timeout: float = 60.0) -> list[str]:
     """Create missing topics, waiting up to ``timeout`` for the broker."""
-    return await _retry(
+    created: list[str] = await _retry(
         lambda: ensure_topics(
             settings.kafka_bootstrap_servers,
             settings.topics(),
@@ -40,6 +40,7 @@ async def create_topics(settings: CommonSettings, *, timeout: float = 60.0) -> l
         timeout,
         "kafka",
     )
+    return created
 
 
 async def provision(settings: CommonSettings, *, timeout: float = 60.0) -> None:

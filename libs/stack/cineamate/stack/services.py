@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
 from pydantic_settings import BaseSettings
+from starlette.types import ASGIApp
 
 from cineamate.common.settings import DEFAULT_PORTS, SERVICE_NAMES
 
@@ -23,7 +23,7 @@ class ServiceModule:
 
     name: str
     settings_class: type[BaseSettings]
-    create_app: Callable[[Any], FastAPI]
+    create_app: Callable[[Any], ASGIApp]
 
 
 def load_service(name: str) -> ServiceModule:

@@ -26,7 +26,21 @@ import pytest
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
 
-__all__ = ["fresh_database", "isolated_env", "stack", "unique"]
+__all__ = ["fresh_database", "isolated_env", "requires_program", "stack", "unique"]
+
+
+def requires_program(command: str) -> str:
+    """The path of ``command``; skips the test when it is missing, but fails it under CI=true,
+    where a missing program means the build did not install what the suite needs."""
+    path = shutil.which(command)
+    if path is not None:
+        return path
+    reason = (
+        f"{command} is not installed (see system-packages.txt; `make test` installs it as root)"
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def unique(prefix: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import random
 import time
@@ -241,7 +242,7 @@ class BatchConsumer(Generic[EventT]):
         rejected: list[Rejected] = []
         for record in records:
             try:
-                rejected.extend(await self._retrying(lambda r=record: self._handle([r])))
+                rejected.extend(await self._retrying(functools.partial(self._handle, [record])))
             except _NotRetriable as failure:
                 error = failure.__cause__
                 rejected.append(
