@@ -48,7 +48,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        body.update(_extras(record))
+        # An extra never overwrites a standard field.
+        for key, value in _extras(record).items():
+            body.setdefault(key, value)
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(body, default=str).decode()

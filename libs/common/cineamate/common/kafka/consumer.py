@@ -113,7 +113,8 @@ def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) 
         if not isinstance(data, dict):
             raise InvalidEvent("expected a JSON object", code="invalid.schema")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        # `true` and `1.0` compare equal to 1 in Python but are not the version number.
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise InvalidEvent(
                 f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
                 code="invalid.schema_version",
