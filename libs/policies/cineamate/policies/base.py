@@ -1,0 +1,99 @@
+"""The policy interface every bandit policy implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from cineamate.common.errors import InvalidInput
+from cineamate.policies.state import ArmState
+
+__all__ = ["Policy", "Selection"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A ranked slate: arm ids best first, and each one's probability of being in the slate."""
+
+    arm_ids: IntArray
+    propensities: FloatArray
+
+
+class Policy(ABC):
+    """A bandit policy: a pure function of an ArmState and an injected random generator."""
+
+    type: ClassVar[str]
+
+    def select(
+        self,
+        state: ArmState,
+        k: int,
+        rng: np.random.Generator,
+        eligible: BoolArray | None = None,
+    ) -> Selection:
+        """A slate of up to k distinct arms, with the marginal propensity of each."""
+        if k < 1:
+            raise InvalidInput("slate size k must be at least 1", field="k")
+        mask = _eligible_mask(state, eligible)
+        positions, propensities = self._choose(state, k, rng, mask, eligible is None, True)
+        assert propensities is not None
+        return Selection(state.arm_ids[positions], propensities)
+
+    def choose(
+        self,
+        state: ArmState,
+        k: int,
+        rng: np.random.Generator,
+        eligible: BoolArray | None = None,
+    ) -> IntArray:
+        """The slate alone, without propensities: what simulations and replay need, faster."""
+        if k < 1:
+            raise InvalidInput("slate size k must be at least 1", field="k")
+        mask = _eligible_mask(state, eligible)
+        positions, _ = self._choose(state, k, rng, mask, eligible is None, False)
+        return state.arm_ids[positions]
+
+    def update(self, state: ArmState, arm_ids: npt.ArrayLike, rewards: npt.ArrayLike) -> ArmState:
+        """The state after a batch of (arm, reward in [0, 1]) observations."""
+        return state.updated(arm_ids, rewards)
+
+    @abstractmethod
+    def inclusion_probabilities(
+        self, state: ArmState, k: int, eligible: BoolArray | None = None
+    ) -> FloatArray:
+        """For every arm, the probability that ``select`` puts it in the slate."""
+
+    @abstractmethod
+    def _choose(
+        self,
+        state: ArmState,
+        k: int,
+        rng: np.random.Generator,
+        eligible: BoolArray,
+        all_eligible: bool,
+        with_propensities: bool,
+    ) -> tuple[IntArray, FloatArray | None]:
+        """Positions (into the state's arrays) of the slate, best first, and, when asked for,
+        their propensities."""
+
+
+def _eligible_mask(state: ArmState, eligible: BoolArray | None) -> BoolArray:
+    if eligible is None:
+        return np.ones(state.n_arms, dtype=bool)
+    mask = np.asarray(eligible, dtype=bool)
+    if mask.shape != (state.n_arms,):
+        raise InvalidInput("eligible must have one flag per arm", field="eligible")
+    return mask
+
+
+def masked(scores: FloatArray, eligible: BoolArray) -> FloatArray:
+    """Scores with ineligible arms set to -inf."""
+    return np.where(eligible, scores, -np.inf)
