@@ -88,6 +88,10 @@ class ArmState:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.pulls > 0, self.successes / self.pulls, 0.0)
 
+    def lookup(self, arm_ids: npt.ArrayLike) -> IntArray:
+        """Position of each arm id in the state's arrays, -1 where the id is unknown."""
+        return self._lookup().positions(np.asarray(arm_ids, dtype=np.int64))
+
     def index_of(self, arm_ids: npt.ArrayLike) -> IntArray:
         """Positions of ``arm_ids`` in the state; UnknownArm names the first unknown id."""
         ids = np.asarray(arm_ids, dtype=np.int64)
@@ -152,7 +156,7 @@ class ArmState:
         }
 
     @classmethod
-    def from_hash(cls, fields: Mapping[bytes | str, bytes]) -> ArmState:
+    def from_hash(cls, fields: Mapping[Any, bytes]) -> ArmState:
         """Inverse of ``to_hash`` (keys may be bytes or str, as Redis clients return them)."""
         by_name = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
         try:

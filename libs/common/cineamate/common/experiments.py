@@ -1,0 +1,166 @@
+"""The experiment configuration every service reads, and its read-only access.
+
+The assignment service owns the writes (the experiments API); the learner,
+reward join, guardrails, decision engine and analytics read the same rows.
+
+    >>> config = ExperimentConfig(
+    ...     name="Bandit Test v1",
+    ...     catalogue=[1, 2, 3],
+    ...     policies=[
+    ...         VariantConfig(name="ts", type="thompson"),
+    ...         VariantConfig(name="control", type="random", control=True),
+    ...     ],
+    ... )
+    >>> config.control.name
+    'control'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "POLICY_TYPE_NAMES",
+    "DecisionCriteria",
+    "Experiment",
+    "ExperimentConfig",
+    "GuardrailThresholds",
+    "VariantConfig",
+    "fetch_catalogue",
+    "fetch_experiment",
+]
+
+POLICY_TYPE_NAMES = ("thompson", "egreedy", "ucb1", "random", "popularity")
+ExperimentStatus = Literal["draft", "running", "paused", "stopped"]
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class VariantConfig(BaseModel):
+    """One arm of the experiment: a named policy with its parameters and traffic weight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)
+    type: Literal["thompson", "egreedy", "ucb1", "random", "popularity"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, gt=0.0, description="Relative share of the traffic.")
+    control: bool = False
+
+
+class GuardrailThresholds(BaseModel):
+    """Limits that roll a variant back when breached."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    latency_p95_ms: float = Field(default=120.0, gt=0.0)
+    arm_concentration: float = Field(default=0.50, gt=0.0, le=1.0)
+    reward_drop: float = Field(default=0.05, ge=0.0, le=1.0)
+
+
+class DecisionCriteria(BaseModel):
+    """What it takes to ship, iterate or kill."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_uplift: float = Field(default=0.03, ge=0.0)
+    min_confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    min_window_days: float = Field(default=7.0, ge=0.0)
+    max_experiment_days: float = Field(default=14.0, gt=0.0)
+    min_events_per_policy: int = Field(default=1000, ge=0)
+    significance_level: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+
+class ExperimentConfig(BaseModel):
+    """Everything that defines an experiment, as created through the API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    catalogue: list[int] | str = Field(
+        description="The arms: a list of item ids, or the name of a loaded catalogue."
+    )
+    policies: list[VariantConfig] = Field(min_length=2, max_length=20)
+    traffic: float = Field(default=0.8, ge=0.0, le=1.0)
+    slate_size: int = Field(default=10, ge=1, le=100)
+    reward_window_hours: float = Field(default=24.0, gt=0.0, le=24.0 * 90)
+    guardrails: GuardrailThresholds = Field(default_factory=GuardrailThresholds)
+    decision: DecisionCriteria = Field(default_factory=DecisionCriteria)
+    duration_days: float = Field(default=14.0, gt=0.0, le=365.0)
+
+    @field_validator("catalogue")
+    @classmethod
+    def _catalogue_not_empty(cls, value: list[int] | str) -> list[int] | str:
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("catalogue name must not be empty")
+            return value
+        if not value:
+            raise ValueError("catalogue must list at least one item")
+        if len(set(value)) != len(value):
+            raise ValueError("catalogue lists an item twice")
+        return value
+
+    @model_validator(mode="after")
+    def _one_control_and_unique_names(self) -> ExperimentConfig:
+        controls = [variant.name for variant in self.policies if variant.control]
+        if len(controls) != 1:
+            raise ValueError(f"exactly one policy must be the control (found {len(controls)})")
+        names = [variant.name for variant in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError("policy names must be unique")
+        return self
+
+    @property
+    def control(self) -> VariantConfig:
+        return next(variant for variant in self.policies if variant.control)
+
+    def variant(self, name: str) -> VariantConfig | None:
+        return next((variant for variant in self.policies if variant.name == name), None)
+
+
+class Experiment(BaseModel):
+    """A stored experiment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: ExperimentStatus
+    config: ExperimentConfig
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+async def fetch_experiment(pool: asyncpg.Pool, experiment_id: str) -> Experiment | None:
+    """The experiment with this id, or None."""
+    row = await pool.fetchrow(
+        "SELECT id, status, config, revision, created_at, updated_at "
+        "FROM experiments WHERE id = $1",
+        experiment_id,
+    )
+    if row is None:
+        return None
+    return Experiment(
+        id=row["id"],
+        status=row["status"],
+        config=ExperimentConfig.model_validate(orjson.loads(row["config"])),
+        revision=row["revision"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def fetch_catalogue(pool: asyncpg.Pool, catalogue: list[int] | str) -> list[int]:
+    """The item ids of an experiment's catalogue (a literal list, or a loaded catalogue's items)."""
+    if isinstance(catalogue, list):
+        return sorted(catalogue)
+    rows = await pool.fetch(
+        "SELECT item_id FROM catalogue_items WHERE catalogue = $1 ORDER BY item_id", catalogue
+    )
+    return [row["item_id"] for row in rows]
