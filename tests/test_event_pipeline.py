@@ -14,12 +14,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from cineamate.common.events import ClickEvent, DeadLetter
 from cineamate.common.kafka import EventProducer, OutgoingMessage, ensure_topics
 from cineamate.common.settings import TopicSpec
-from cineamate.stack.testing import unique
+from cineamate.stack.testing import read_topic, unique
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +48,6 @@ async def _wait_for_rows(database_url: str, expected: int, timeout: float) -> in
             return int(count)
         await asyncio.sleep(0.2)
     return int(count)
-
-
-async def _read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.seek_to_beginning()
-        letters: list[DeadLetter] = []
-        deadline = time.monotonic() + 30
-        while len(letters) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                letters += [DeadLetter.model_validate_json(m.value) for m in messages]
-        return letters
-    finally:
-        await consumer.stop()
 
 
 async def test_event_crosses_processes_and_poison_is_dead_lettered(
@@ -108,7 +91,7 @@ async def test_event_crosses_processes_and_poison_is_dead_lettered(
             await raw.stop()
 
         assert await _wait_for_rows(fresh_database, 100, timeout=60) == 100
-        letters = await _read_dead_letters(bootstrap, dead_topic, 3)
+        letters = await read_topic(bootstrap, dead_topic, DeadLetter, expected=3)
     finally:
         sink.send_signal(signal.SIGTERM)
         exit_code = sink.wait(timeout=30)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cineamate.common.errors import DependencyUnavailable
 from cineamate.common.events import ClickEvent, DeadLetter
@@ -23,7 +22,7 @@ from cineamate.common.kafka import (
     topic_partitions,
 )
 from cineamate.common.settings import TopicSpec
-from cineamate.stack.testing import unique
+from cineamate.stack.testing import read_topic, unique
 
 pytestmark = pytest.mark.integration
 
@@ -59,9 +58,8 @@ async def test_published_messages_are_all_delivered(stack) -> None:
     finally:
         await producer.stop()
     assert all(accepted)
-    assert sorted(e.item_id for e in await _read_all(bootstrap, topic, 2, 2_000)) == list(
-        range(2_000)
-    )
+    delivered = await read_topic(bootstrap, topic, ClickEvent, expected=2_000)
+    assert sorted(e.item_id for e in delivered) == list(range(2_000))
 
 
 async def test_publish_refuses_when_the_buffer_is_full(stack) -> None:
@@ -71,40 +69,23 @@ async def test_publish_refuses_when_the_buffer_is_full(stack) -> None:
     assert results == [True, True, True, False, False]
 
 
-async def _read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[ClickEvent]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-        await consumer.seek_to_beginning()
-        events: list[ClickEvent] = []
-        for _ in range(60):
-            batch = await consumer.getmany(timeout_ms=500)
-            events += [ClickEvent.model_validate_json(m.value) for ms in batch.values() for m in ms]
-            if len(events) >= expected:
-                break
-        return events
-    finally:
-        await consumer.stop()
-
-
-async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.seek_to_beginning()
-        letters: list[DeadLetter] = []
-        for _ in range(40):
-            batch = await consumer.getmany(timeout_ms=500)
-            letters += [
-                DeadLetter.model_validate_json(m.value) for ms in batch.values() for m in ms
-            ]
-            if len(letters) >= expected:
-                break
-        return letters
-    finally:
-        await consumer.stop()
+def _click_consumer(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    handle: Callable[[list[Record[ClickEvent]]], Awaitable[Sequence[Rejected]]],
+    producer: EventProducer,
+    dead_letter_topic: str,
+) -> BatchConsumer[ClickEvent]:
+    return BatchConsumer(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        group_id=group,
+        decode=json_decoder(ClickEvent, max_bytes=10_000),
+        handle=handle,
+        dead_letters=producer,
+        dead_letter_topic=dead_letter_topic,
+    )
 
 
 async def _run_consumer_until(consumer: BatchConsumer[ClickEvent], done: asyncio.Event) -> None:
@@ -139,17 +120,9 @@ async def test_a_record_that_crashes_the_handler_is_dead_lettered_and_the_rest_p
 
     try:
         await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(30))
-        consumer = BatchConsumer(
-            bootstrap_servers=bootstrap,
-            topics=[topic],
-            group_id=unique("g"),
-            decode=json_decoder(ClickEvent, max_bytes=10_000),
-            handle=handle,
-            dead_letters=producer,
-            dead_letter_topic=dead,
-        )
+        consumer = _click_consumer(bootstrap, topic, unique("g"), handle, producer, dead)
         await _run_consumer_until(consumer, done)
-        letters = await _dead_letters(bootstrap, dead, 1)
+        letters = await read_topic(bootstrap, dead, DeadLetter, expected=1)
     finally:
         await producer.stop()
     assert processed == set(range(30)) - {13}
@@ -181,15 +154,7 @@ async def test_a_retriable_failure_retries_the_batch_without_dead_letters(stack)
 
     try:
         await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(10))
-        consumer = BatchConsumer(
-            bootstrap_servers=bootstrap,
-            topics=[topic],
-            group_id=unique("g"),
-            decode=json_decoder(ClickEvent, max_bytes=10_000),
-            handle=handle,
-            dead_letters=producer,
-            dead_letter_topic=dead,
-        )
+        consumer = _click_consumer(bootstrap, topic, unique("g"), handle, producer, dead)
         await _run_consumer_until(consumer, done)
     finally:
         await producer.stop()
@@ -212,15 +177,7 @@ async def test_committed_offsets_resume_where_the_last_member_stopped(stack) -> 
                 done.set()
             return []
 
-        return BatchConsumer(
-            bootstrap_servers=bootstrap,
-            topics=[topic],
-            group_id=group,
-            decode=json_decoder(ClickEvent, max_bytes=10_000),
-            handle=handle,
-            dead_letters=producer,
-            dead_letter_topic=dead,
-        )
+        return _click_consumer(bootstrap, topic, group, handle, producer, dead)
 
     try:
         await producer.send_many(OutgoingMessage.of(topic, _click(i)) for i in range(20))

@@ -17,13 +17,13 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from cineamate.common.events import DeadLetter, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
-from cineamate.stack.testing import unique
+from cineamate.stack.testing import read_topic, unique
 
 pytestmark = pytest.mark.integration
 
@@ -158,25 +158,6 @@ def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.seek_to_beginning()
-        letters: list[DeadLetter] = []
-        for _ in range(60):
-            batch = await consumer.getmany(timeout_ms=500)
-            letters += [
-                DeadLetter.model_validate_json(m.value) for ms in batch.values() for m in ms
-            ]
-            if len(letters) >= expected:
-                break
-        return letters
-    finally:
-        await consumer.stop()
-
-
 @pytest.fixture
 def learner(isolated_env: dict[str, str]) -> Learner:
     # Redis is shared by the session: an id of its own keeps this test's posteriors apart.
@@ -268,7 +249,9 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
         await _produce(bootstrap, topic, good)
         _wait_total(learner, 100)
         _assert_counts(learner, _truth(good))
-        letters = await _dead_letters(bootstrap, env["CINEAMATE_DEAD_LETTER_TOPIC"], 5)
+        letters = await read_topic(
+            bootstrap, env["CINEAMATE_DEAD_LETTER_TOPIC"], DeadLetter, expected=5
+        )
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(30)

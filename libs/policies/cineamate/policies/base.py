@@ -12,7 +12,7 @@ import numpy.typing as npt
 from cineamate.common.errors import InvalidInput
 from cineamate.policies.state import ArmState
 
-__all__ = ["Policy", "Selection"]
+__all__ = ["Policy", "Selection", "SlateRequest"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -25,6 +25,18 @@ class Selection:
 
     arm_ids: IntArray
     propensities: FloatArray
+
+
+@dataclass(frozen=True)
+class SlateRequest:
+    """What a policy needs to choose one slate."""
+
+    state: ArmState
+    k: int
+    rng: np.random.Generator
+    eligible: BoolArray
+    all_eligible: bool
+    with_propensities: bool
 
 
 class Policy(ABC):
@@ -43,7 +55,8 @@ class Policy(ABC):
         if k < 1:
             raise InvalidInput("slate size k must be at least 1", field="k")
         mask = _eligible_mask(state, eligible)
-        positions, propensities = self._choose(state, k, rng, mask, eligible is None, True)
+        request = SlateRequest(state, k, rng, mask, eligible is None, True)
+        positions, propensities = self._choose(request)
         assert propensities is not None
         return Selection(state.arm_ids[positions], propensities)
 
@@ -58,7 +71,7 @@ class Policy(ABC):
         if k < 1:
             raise InvalidInput("slate size k must be at least 1", field="k")
         mask = _eligible_mask(state, eligible)
-        positions, _ = self._choose(state, k, rng, mask, eligible is None, False)
+        positions, _ = self._choose(SlateRequest(state, k, rng, mask, eligible is None, False))
         return state.arm_ids[positions]
 
     def update(self, state: ArmState, arm_ids: npt.ArrayLike, rewards: npt.ArrayLike) -> ArmState:
@@ -72,15 +85,7 @@ class Policy(ABC):
         """For every arm, the probability that ``select`` puts it in the slate."""
 
     @abstractmethod
-    def _choose(
-        self,
-        state: ArmState,
-        k: int,
-        rng: np.random.Generator,
-        eligible: BoolArray,
-        all_eligible: bool,
-        with_propensities: bool,
-    ) -> tuple[IntArray, FloatArray | None]:
+    def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
         """Positions (into the state's arrays) of the slate, best first, and, when asked for,
         their propensities."""
 

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from cineamate.common.errors import InvalidInput
-from cineamate.policies.base import BoolArray, FloatArray, IntArray, Policy, masked
+from cineamate.policies.base import BoolArray, FloatArray, IntArray, Policy, SlateRequest, masked
 from cineamate.policies.ranking import top_k, top_k_inclusion, top_k_inclusion_at
 from cineamate.policies.state import ArmState
 
@@ -53,16 +53,8 @@ class RandomPolicy(Policy):
     ) -> FloatArray:
         return _uniform_inclusion(k, _all_eligible(state, eligible))
 
-    def _choose(
-        self,
-        state: ArmState,
-        k: int,
-        rng: np.random.Generator,
-        eligible: BoolArray,
-        all_eligible: bool,
-        with_propensities: bool,
-    ) -> tuple[IntArray, FloatArray | None]:
-        return _uniform_slate(k, rng, eligible)
+    def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
+        return _uniform_slate(request.k, request.rng, request.eligible)
 
 
 class Popularity(Policy):
@@ -75,16 +67,9 @@ class Popularity(Policy):
     ) -> FloatArray:
         return top_k_inclusion(masked(state.successes, _all_eligible(state, eligible)), k)
 
-    def _choose(
-        self,
-        state: ArmState,
-        k: int,
-        rng: np.random.Generator,
-        eligible: BoolArray,
-        all_eligible: bool,
-        with_propensities: bool,
-    ) -> tuple[IntArray, FloatArray | None]:
-        return top_k(masked(state.successes, eligible), k, rng)
+    def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
+        scores = masked(request.state.successes, request.eligible)
+        return top_k(scores, request.k, request.rng)
 
 
 class Ucb1(Policy):
@@ -105,16 +90,9 @@ class Ucb1(Policy):
     ) -> FloatArray:
         return top_k_inclusion(masked(self.scores(state), _all_eligible(state, eligible)), k)
 
-    def _choose(
-        self,
-        state: ArmState,
-        k: int,
-        rng: np.random.Generator,
-        eligible: BoolArray,
-        all_eligible: bool,
-        with_propensities: bool,
-    ) -> tuple[IntArray, FloatArray | None]:
-        return top_k(masked(self.scores(state), eligible), k, rng)
+    def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
+        scores = masked(self.scores(request.state), request.eligible)
+        return top_k(scores, request.k, request.rng)
 
 
 class EpsilonGreedy(Policy):
@@ -151,22 +129,15 @@ class EpsilonGreedy(Policy):
         greedy = top_k_inclusion(masked(state.means(), mask), k)
         return (1.0 - epsilon) * greedy + epsilon * _uniform_inclusion(k, mask)
 
-    def _choose(
-        self,
-        state: ArmState,
-        k: int,
-        rng: np.random.Generator,
-        eligible: BoolArray,
-        all_eligible: bool,
-        with_propensities: bool,
-    ) -> tuple[IntArray, FloatArray | None]:
+    def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
+        state, k, rng, eligible = request.state, request.k, request.rng, request.eligible
         epsilon = self.epsilon_at(state)
         scores = masked(state.means(), eligible)
         if rng.random() < epsilon:
             positions, _ = _uniform_slate(k, rng, eligible)
         else:
             positions, _ = top_k(scores, k, rng)
-        if not with_propensities:
+        if not request.with_propensities:
             return positions, None
         # Either branch could have produced the slate: the propensity mixes both.
         greedy = top_k_inclusion_at(scores, k, positions)

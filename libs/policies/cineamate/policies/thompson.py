@@ -26,7 +26,7 @@ import numpy as np
 from scipy import special
 
 from cineamate.common.errors import InvalidInput
-from cineamate.policies.base import BoolArray, FloatArray, IntArray, Policy
+from cineamate.policies.base import BoolArray, FloatArray, IntArray, Policy, SlateRequest
 from cineamate.policies.state import ArmState
 
 __all__ = ["ThompsonSampling"]
@@ -87,19 +87,13 @@ class ThompsonSampling(Policy):
         beta = self.prior_beta + (state.pulls - state.successes)
         return alpha, beta
 
-    def _choose(
-        self,
-        state: ArmState,
-        k: int,
-        rng: np.random.Generator,
-        eligible: BoolArray,
-        all_eligible: bool,
-        with_propensities: bool,
-    ) -> tuple[IntArray, FloatArray | None]:
-        positions = self._draw_slate(state, k, rng, eligible)
-        if not with_propensities:
+    def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
+        state, k = request.state, request.k
+        positions = self._draw_slate(state, k, request.rng, request.eligible)
+        if not request.with_propensities:
             return positions, None
-        inclusion = self.inclusion_probabilities(state, k, None if all_eligible else eligible)
+        eligible = None if request.all_eligible else request.eligible
+        inclusion = self.inclusion_probabilities(state, k, eligible)
         return positions, inclusion[positions]
 
     def _draw_slate(
@@ -153,7 +147,8 @@ class ThompsonSampling(Policy):
             # Given the others, arm i is in the slate when it beats the k-th best of them:
             # that is kth for arms outside this draw's slate, next_kth for arms inside it.
             others_kth = np.where(draws >= kth, next_kth, kth)
-            total += special.betaincc(alpha, beta, others_kth).sum(axis=0)
+            # 1 - I_x(a, b) = I_(1-x)(b, a): same tail, several times faster than betaincc.
+            total += special.betainc(beta, alpha, 1.0 - others_kth).sum(axis=0)
         estimate = total / self.propensity_draws
         inclusion[arms] = np.minimum(estimate * (k / estimate.sum()), 1.0)
         return inclusion

@@ -16,17 +16,30 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel
 
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
 
-__all__ = ["fresh_database", "isolated_env", "requires_program", "stack", "unique"]
+__all__ = [
+    "fresh_database",
+    "isolated_env",
+    "read_topic",
+    "requires_program",
+    "stack",
+    "unique",
+]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def requires_program(command: str) -> str:
@@ -41,6 +54,32 @@ def requires_program(command: str) -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+async def read_topic(
+    bootstrap_servers: str,
+    topic: str,
+    model: type[ModelT],
+    *,
+    expected: int,
+    timeout: float = 30.0,
+) -> list[ModelT]:
+    """Every message of ``topic`` from the beginning, decoded as ``model``, until ``expected``
+    have arrived or ``timeout`` seconds passed (without joining a consumer group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
+        found: list[ModelT] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [model.model_validate_json(m.value) for ms in batch.values() for m in ms]
+        return found
+    finally:
+        await consumer.stop()
 
 
 def unique(prefix: str) -> str:
