@@ -38,9 +38,14 @@ def _uniform_slate(
     return positions, np.full(k, k / allowed.size if allowed.size else 0.0)
 
 
-def _uniform_inclusion(k: int, eligible: BoolArray) -> FloatArray:
+def _uniform_share(k: int, eligible: BoolArray) -> float:
+    """Probability that a uniformly random slate includes a given eligible arm."""
     n = int(eligible.sum())
-    return np.where(eligible, min(k, n) / n if n else 0.0, 0.0)
+    return min(k, n) / n if n else 0.0
+
+
+def _uniform_inclusion(k: int, eligible: BoolArray) -> FloatArray:
+    return np.where(eligible, _uniform_share(k, eligible), 0.0)
 
 
 class RandomPolicy(Policy):
@@ -141,5 +146,4 @@ class EpsilonGreedy(Policy):
             return positions, None
         # Either branch could have produced the slate: the propensity mixes both.
         greedy = top_k_inclusion_at(scores, k, positions)
-        n = int(eligible.sum())
-        return positions, (1.0 - epsilon) * greedy + epsilon * min(k, n) / n
+        return positions, (1.0 - epsilon) * greedy + epsilon * _uniform_share(k, eligible)

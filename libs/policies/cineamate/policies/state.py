@@ -90,11 +90,11 @@ class ArmState:
 
     def lookup(self, arm_ids: npt.ArrayLike) -> IntArray:
         """Position of each arm id in the state's arrays, -1 where the id is unknown."""
-        return self._lookup().positions(np.asarray(arm_ids, dtype=np.int64))
+        return self._lookup().positions(_as_ids(arm_ids))
 
     def index_of(self, arm_ids: npt.ArrayLike) -> IntArray:
         """Positions of ``arm_ids`` in the state; UnknownArm names the first unknown id."""
-        ids = np.asarray(arm_ids, dtype=np.int64)
+        ids = _as_ids(arm_ids)
         positions = self._lookup().positions(ids)
         unknown = positions < 0
         if unknown.any():
@@ -127,11 +127,16 @@ class ArmState:
     def updated(self, arm_ids: npt.ArrayLike, rewards: npt.ArrayLike) -> ArmState:
         """A new state with a batch of (arm, reward) observations added; order does not matter."""
         positions = self.index_of(arm_ids)
-        values = np.asarray(rewards, dtype=np.float64)
+        values = np.atleast_1d(np.asarray(rewards, dtype=np.float64))
         if values.shape != positions.shape:
             raise InvalidInput("arm_ids and rewards must have the same length", field="rewards")
         if values.size and (np.min(values) < 0.0 or np.max(values) > 1.0 or np.isnan(values).any()):
             raise InvalidInput("rewards must lie in [0, 1]", field="reward")
+        if not np.all((values == 0.0) | (values == 1.0)):
+            # Float sums depend on the order of the terms; clicks (0 or 1) add exactly,
+            # anything else is summed in a canonical order so replays are bit-identical.
+            order = np.lexsort((values, positions))
+            positions, values = positions[order], values[order]
         pulls = self.pulls + np.bincount(positions, minlength=self.n_arms)
         successes = self.successes + np.bincount(positions, weights=values, minlength=self.n_arms)
         return self._successor(pulls, successes, self.version + 1)
@@ -168,6 +173,16 @@ class ArmState:
             )
         except KeyError as exc:
             raise InvalidInput(f"state hash lacks field {exc.args[0]}") from exc
+
+
+def _as_ids(arm_ids: npt.ArrayLike) -> IntArray:
+    """Arm ids as a 1-D int64 array; fractional ids are refused rather than truncated."""
+    raw = np.atleast_1d(np.asarray(arm_ids))
+    if raw.dtype.kind == "f" and not np.all(np.floor(raw) == raw):
+        raise InvalidInput("arm ids must be integers", field="item_id")
+    if raw.dtype.kind not in "iuf" and raw.size:
+        raise InvalidInput("arm ids must be integers", field="item_id")
+    return raw.astype(np.int64, copy=False)
 
 
 class _ArmLookup:

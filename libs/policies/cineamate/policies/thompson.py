@@ -131,6 +131,7 @@ class ThompsonSampling(Policy):
         inclusion = np.zeros(state.n_arms)
         if arms.size <= k:
             inclusion[arms] = 1.0
+            inclusion.flags.writeable = False
             return inclusion
         alpha, beta = self.posterior(state)
         alpha, beta = alpha[arms], beta[arms]
@@ -149,8 +150,8 @@ class ThompsonSampling(Policy):
             others_kth = np.where(draws >= kth, next_kth, kth)
             # 1 - I_x(a, b) = I_(1-x)(b, a): same tail, several times faster than betaincc.
             total += special.betainc(beta, alpha, 1.0 - others_kth).sum(axis=0)
-        estimate = total / self.propensity_draws
-        inclusion[arms] = np.minimum(estimate * (k / estimate.sum()), 1.0)
+        inclusion[arms] = _rescale_to_sum(total / self.propensity_draws, k)
+        inclusion.flags.writeable = False
         return inclusion
 
     def _threshold(self, state: ArmState, k: int) -> _Threshold:
@@ -177,6 +178,25 @@ class ThompsonSampling(Policy):
             if expected_above >= 1.5 * k + 10 or rank >= state.n_arms - 1:
                 return _Threshold(alpha, beta, threshold, cdf)
             rank *= 2
+
+
+def _rescale_to_sum(estimate: FloatArray, k: int) -> FloatArray:
+    """Scale to sum to k without exceeding 1: arms that would pass 1 are fixed at 1 and the
+    remaining mass is spread over the others in proportion, until none passes."""
+    result = estimate.astype(np.float64, copy=True)
+    capped = np.zeros(result.size, dtype=bool)
+    for _ in range(result.size):
+        free = ~capped
+        mass = result[free].sum()
+        if mass <= 0:
+            break
+        result[free] *= (k - capped.sum()) / mass
+        over = free & (result > 1.0)
+        if not over.any():
+            break
+        result[over] = 1.0
+        capped |= over
+    return result
 
 
 def _best(draws: FloatArray, positions: IntArray, k: int) -> IntArray:
