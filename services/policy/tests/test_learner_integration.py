@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from cineamate.common.events import DeadLetter, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
-from cineamate.stack.testing import read_topic, unique
+from cineamate.stack.testing import READ, read_topic, unique
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +110,7 @@ def _state(learner: Learner, variant: str) -> dict[str, Any]:
         f"http://127.0.0.1:{learner.port}/api/experiments/{learner.experiment_id}"
         f"/policies/{variant}/state"
     )
-    answer = httpx.get(url, timeout=5)
+    answer = httpx.get(url, headers=READ, timeout=5)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -277,13 +277,17 @@ def test_state_route_answers_404_for_unknown_experiment_and_policy(learner: Lear
                 pass
             time.sleep(0.2)
         base = f"http://127.0.0.1:{port}/api/experiments"
-        missing = httpx.get(f"{base}/nope/policies/ts/state", timeout=5)
+        missing = httpx.get(f"{base}/nope/policies/ts/state", headers=READ, timeout=5)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found.experiment"
-        ghost = httpx.get(f"{base}/{learner.experiment_id}/policies/ghost/state", timeout=5)
+        ghost = httpx.get(
+            f"{base}/{learner.experiment_id}/policies/ghost/state", headers=READ, timeout=5
+        )
         assert ghost.json()["error"]["code"] == "not_found.policy"
         empty = httpx.get(
-            f"{base}/{learner.experiment_id}/policies/ts/state?sort=pulls&limit=5", timeout=5
+            f"{base}/{learner.experiment_id}/policies/ts/state?sort=pulls&limit=5",
+            headers=READ,
+            timeout=5,
         )
         assert empty.status_code == 200
         body = empty.json()

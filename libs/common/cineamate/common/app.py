@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cineamate.common.auth import TokenChecker
 from cineamate.common.dependencies import Dependencies, Dependency
 from cineamate.common.errors import (
     CineamateError,
@@ -120,6 +121,7 @@ def create_service_app(
 
     app = FastAPI(title=f"CineaMate {name}", version=VERSION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.tokens = TokenChecker(settings)
     app.state.dependencies = deps
     app.add_middleware(_RequestMetrics, service=name)
     _add_error_handlers(app)

@@ -28,6 +28,7 @@ __all__ = [
     "POLICY_TYPE_NAMES",
     "DecisionCriteria",
     "Experiment",
+    "ExperimentStatus",
     "ExperimentConfig",
     "GuardrailThresholds",
     "VariantConfig",
@@ -50,6 +51,9 @@ class VariantConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     weight: float = Field(default=1.0, gt=0.0, description="Relative share of the traffic.")
     control: bool = False
+    rolled_back: bool = Field(
+        default=False, description="True after a guardrail rollback: its users see the control."
+    )
 
 
 class GuardrailThresholds(BaseModel):
@@ -135,25 +139,34 @@ class Experiment(BaseModel):
     revision: int
     created_at: datetime
     updated_at: datetime
+    allocation: list[tuple[int, int, str]] = Field(
+        default_factory=list, description="Bucket ranges [start, end) of each variant."
+    )
+    salt: str = ""
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Experiment:
+        """From a row of the experiments table (``SELECT *``)."""
+        return cls(
+            id=row["id"],
+            status=row["status"],
+            config=ExperimentConfig.model_validate(orjson.loads(row["config"])),
+            revision=row["revision"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            allocation=[tuple(segment) for segment in orjson.loads(row["allocation"])],
+            salt=row["salt"],
+            started_at=row["started_at"],
+            stopped_at=row["stopped_at"],
+        )
 
 
 async def fetch_experiment(pool: asyncpg.Pool, experiment_id: str) -> Experiment | None:
     """The experiment with this id, or None."""
-    row = await pool.fetchrow(
-        "SELECT id, status, config, revision, created_at, updated_at "
-        "FROM experiments WHERE id = $1",
-        experiment_id,
-    )
-    if row is None:
-        return None
-    return Experiment(
-        id=row["id"],
-        status=row["status"],
-        config=ExperimentConfig.model_validate(orjson.loads(row["config"])),
-        revision=row["revision"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    row = await pool.fetchrow("SELECT * FROM experiments WHERE id = $1", experiment_id)
+    return None if row is None else Experiment.from_row(row)
 
 
 async def fetch_catalogue(pool: asyncpg.Pool, catalogue: list[int] | str) -> list[int]:

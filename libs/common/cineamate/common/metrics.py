@@ -21,6 +21,8 @@ __all__ = [
     "PRODUCER_BUFFERED",
     "PRODUCER_FAILURES",
     "PRODUCER_SENT",
+    "RECOMMENDATION_SECONDS",
+    "SPOOLED_MESSAGES",
 ]
 
 _LATENCY_BUCKETS = (
@@ -47,6 +49,13 @@ HTTP_REQUEST_SECONDS = Histogram(
     "cineamate_http_request_duration_seconds",
     "HTTP request duration by route template, method and status.",
     ("route", "method", "status"),
+    buckets=_LATENCY_BUCKETS,
+)
+
+RECOMMENDATION_SECONDS = Histogram(
+    "cineamate_recommendation_duration_seconds",
+    "Time to answer a recommendation request, by experiment, variant and outcome.",
+    ("experiment", "variant", "status"),
     buckets=_LATENCY_BUCKETS,
 )
 
@@ -88,6 +97,9 @@ DEAD_LETTERS = Counter(
 PRODUCER_SENT = Counter("cineamate_producer_sent_total", "Messages acknowledged.", ("topic",))
 PRODUCER_FAILURES = Counter(
     "cineamate_producer_failures_total", "Messages the broker did not acknowledge.", ("topic",)
+)
+SPOOLED_MESSAGES = Gauge(
+    "cineamate_spool_messages", "Events waiting in the local spool for the broker to return."
 )
 PRODUCER_BUFFERED = Gauge(
     "cineamate_producer_buffered_messages", "Messages waiting in the fire-and-forget buffer."

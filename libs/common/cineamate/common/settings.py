@@ -178,6 +178,26 @@ class CommonSettings(ProcessSettings):
         env="CINEAMATE_READINESS_TIMEOUT_SECONDS",
         description="Time each dependency check of /readyz may take.",
     )
+    admin_token: SecretStr | None = setting(
+        None,
+        env="CINEAMATE_ADMIN_TOKEN",
+        description="Bearer token of operators: create and steer experiments, read everything.",
+    )
+    read_token: SecretStr | None = setting(
+        None,
+        env="CINEAMATE_READ_TOKEN",
+        description="Bearer token for read-only access: dashboards, analytics, state.",
+    )
+    client_key: SecretStr | None = setting(
+        None,
+        env="CINEAMATE_CLIENT_KEY",
+        description="Bearer token of client applications: recommendations and clicks.",
+    )
+    auth_disabled: bool = setting(
+        False,
+        env="CINEAMATE_AUTH_DISABLED",
+        description="true turns token checks off (local demos only).",
+    )
     postgres_pool_max_size: int = setting(
         10, env="CINEAMATE_POSTGRES_POOL_MAX_SIZE", description="Connections per process pool."
     )

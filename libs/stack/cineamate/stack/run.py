@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -89,6 +90,7 @@ def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
     previous = signal.signal(signal.SIGTERM, interrupt)
     stack = LocalStack(settings.home.resolve())
     try:
+        ensure_tokens(settings.home)
         stack.start()
         os.environ.update(stack.environment())
         common = load_settings(CommonSettings)
@@ -106,6 +108,29 @@ def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
         out.write("cineamate: stopped\n")
         out.flush()
     return 0
+
+
+TOKENS_FILE = "tokens.env"
+_TOKEN_VARIABLES = ("CINEAMATE_ADMIN_TOKEN", "CINEAMATE_READ_TOKEN", "CINEAMATE_CLIENT_KEY")
+
+
+def ensure_tokens(home: Path) -> Path:
+    """Give every token variable left unset a value kept in ``home/tokens.env`` across runs,
+    so a local platform is never open by accident; set variables are left alone."""
+    path = home / TOKENS_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name in _TOKEN_VARIABLES and value:
+                stored[name] = value
+    for name in _TOKEN_VARIABLES:
+        stored.setdefault(name, secrets.token_urlsafe(24))
+        os.environ.setdefault(name, stored[name])
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{name}={value}\n" for name, value in stored.items()))
+    path.chmod(0o600)
+    return path
 
 
 def _children(ports: dict[str, int], stack: LocalStack) -> list[ChildSpec]:
@@ -171,6 +196,7 @@ async def _announce_when_ready(
         f"{name:<13} http://127.0.0.1:{ports[name]}" for name in PROCESS_NAMES if name != "gateway"
     ]
     lines += [f"{name:<13} {where}" for name, where in stack.describe().items()]
+    lines.append(f"{'tokens':<13} {settings.home.resolve() / TOKENS_FILE} (Bearer tokens)")
     lines.append("press Ctrl-C to stop")
     for line in lines:
         supervisor.say("cineamate", line)

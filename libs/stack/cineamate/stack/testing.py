@@ -31,6 +31,10 @@ from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
 
 __all__ = [
+    "ADMIN",
+    "CLIENT",
+    "READ",
+    "TEST_TOKENS",
     "fresh_database",
     "isolated_env",
     "read_topic",
@@ -40,6 +44,16 @@ __all__ = [
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Tokens of platform processes started by tests; headers for each role.
+TEST_TOKENS = {
+    "CINEAMATE_ADMIN_TOKEN": "test-admin-token",
+    "CINEAMATE_READ_TOKEN": "test-read-token",
+    "CINEAMATE_CLIENT_KEY": "test-client-key",
+}
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+READ = {"Authorization": "Bearer test-read-token"}
+CLIENT = {"Authorization": "Bearer test-client-key"}
 
 
 def requires_program(command: str) -> str:
@@ -142,6 +156,7 @@ def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
         "analytics",
     ):
         env[f"CINEAMATE_{name.upper()}_PORT"] = str(free_port())
+    env.update(TEST_TOKENS)
     env["CINEAMATE_LOG_FORMAT"] = "json"
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

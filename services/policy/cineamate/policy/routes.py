@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
+from cineamate.common.auth import Role, require
 from cineamate.common.errors import NotFound
 from cineamate.policies import ArmState
 from cineamate.policy.models import ArmStateRead, PosteriorRead
@@ -15,7 +16,7 @@ from cineamate.policy.store import ExperimentCache, PosteriorStore
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["policy"])
+router = APIRouter(tags=["policy"], dependencies=[Depends(require(Role.READ))])
 
 
 @router.get("/api/experiments/{experiment_id}/policies/{variant}/state")

@@ -1,4 +1,5 @@
-"""Kafka helpers: the batching producer, the batch consumer loop and topic provisioning."""
+"""Kafka helpers: the batching producer, the spool-backed publisher, the batch consumer loop
+and topic provisioning."""
 
 from cineamate.common.kafka.admin import ensure_topics, topic_partitions
 from cineamate.common.kafka.consumer import (
@@ -10,6 +11,8 @@ from cineamate.common.kafka.consumer import (
     json_decoder,
 )
 from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
+from cineamate.common.kafka.reliable import ReliablePublisher
+from cineamate.common.kafka.spool import Spool
 
 __all__ = [
     "BatchConsumer",
@@ -19,6 +22,8 @@ __all__ = [
     "RawRecord",
     "Record",
     "Rejected",
+    "ReliablePublisher",
+    "Spool",
     "ensure_topics",
     "json_decoder",
     "topic_partitions",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -61,6 +61,7 @@ class EventProducer:
         max_batch_bytes: int = 262_144,
         buffer_limit: int = 100_000,
         request_timeout_ms: int = 10_000,
+        on_undelivered: Callable[[OutgoingMessage], None] | None = None,
     ) -> None:
         # Built in start(): an aiokafka producer binds to the running event loop.
         self._config = {
@@ -72,6 +73,8 @@ class EventProducer:
             "request_timeout_ms": request_timeout_ms,
         }
         self._producer: AIOKafkaProducer | None = None
+        # Receives published messages the broker never acknowledged.
+        self.on_undelivered = on_undelivered
         self._buffer: asyncio.Queue[OutgoingMessage] = asyncio.Queue(maxsize=buffer_limit)
         self._drainer: asyncio.Task[None] | None = None
 
@@ -151,17 +154,21 @@ class EventProducer:
             message = await self._buffer.get()
             try:
                 future = await self._started().send(message.topic, message.value, message.key)
-                future.add_done_callback(lambda f, t=message.topic: _count_delivery(f, t))
+                future.add_done_callback(lambda f, m=message: self._delivered(f, m))
             except KafkaError as exc:
-                PRODUCER_FAILURES.labels(message.topic).inc()
                 _log.warning("publish failed", extra={"topic": message.topic, "error": str(exc)})
+                self._undelivered(message)
             finally:
                 self._buffer.task_done()
                 PRODUCER_BUFFERED.set(self._buffer.qsize())
 
+    def _delivered(self, future: asyncio.Future[object], message: OutgoingMessage) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._undelivered(message)
+        else:
+            PRODUCER_SENT.labels(message.topic).inc()
 
-def _count_delivery(future: asyncio.Future[object], topic: str) -> None:
-    if future.cancelled() or future.exception() is not None:
-        PRODUCER_FAILURES.labels(topic).inc()
-    else:
-        PRODUCER_SENT.labels(topic).inc()
+    def _undelivered(self, message: OutgoingMessage) -> None:
+        PRODUCER_FAILURES.labels(message.topic).inc()
+        if self.on_undelivered is not None:
+            self.on_undelivered(message)
