@@ -6,6 +6,7 @@
     cineamate topics                 create the Kafka topics
     cineamate settings [--markdown]  every setting with its default
     cineamate schemas [--out DIR]    write the JSON Schema of every event
+    cineamate experiment ACTION      create, list, show, start, pause, resume, stop experiments
 
 Configuration errors print one line naming the variable and exit with code 2.
 """
@@ -68,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "--update-readme", type=Path, metavar="PATH", help="rewrite the settings table of PATH"
     )
     settings.set_defaults(handler=_settings)
+
+    from cineamate.cli.experiments import add_experiment_commands
+
+    add_experiment_commands(commands)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema of every event")
     schemas.add_argument("--out", type=Path, default=Path("docs/schemas"))

@@ -137,6 +137,7 @@ def _children(ports: dict[str, int], stack: LocalStack) -> list[ChildSpec]:
     env = dict(os.environ) | stack.environment()
     # People read this output; a deployment's log shipper gets JSON by default.
     env.setdefault("CINEAMATE_LOG_FORMAT", "text")
+    env.setdefault("CINEAMATE_ASSIGNMENT_SPOOL_DIR", str(stack.home / "spool" / "assignment"))
     for name, port in ports.items():
         env[port_variable(name)] = str(port)
         if name != "gateway":

@@ -1,0 +1,1 @@
+"""Load generation against the platform's HTTP API: open-loop, measured from planned times."""
