@@ -24,4 +24,7 @@ def service_env(clean_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     clean_env.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     clean_env.setenv("DATABASE_URL", "postgresql://user:db-password-41@127.0.0.1:1/cineamate")
     clean_env.setenv("REDIS_URL", "redis://:redis-password-42@127.0.0.1:1/0")
+    clean_env.setenv("CINEAMATE_ADMIN_TOKEN", "admin-token-43")
+    clean_env.setenv("CINEAMATE_READ_TOKEN", "read-token-44")
+    clean_env.setenv("CINEAMATE_CLIENT_KEY", "client-key-45")
     return clean_env
