@@ -152,10 +152,16 @@ def test_service_field_takes_the_service_prefix(service: str) -> None:
     assert _variables(SETTINGS_BY_SERVICE[service])["port"] == f"CINEAMATE_{service.upper()}_PORT"
 
 
-def test_describe_marks_exactly_the_urls_with_credentials_as_secret() -> None:
+def test_describe_marks_exactly_the_credentials_as_secret() -> None:
     docs = describe(*SETTINGS_BY_SERVICE.values())
 
-    assert {doc.variable for doc in docs if doc.secret} == {"DATABASE_URL", "REDIS_URL"}
+    assert {doc.variable for doc in docs if doc.secret} == {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CINEAMATE_ADMIN_TOKEN",
+        "CINEAMATE_READ_TOKEN",
+        "CINEAMATE_CLIENT_KEY",
+    }
 
 
 def test_describe_lists_each_variable_once_across_services() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -111,6 +112,9 @@ def create_service_app(
         BUILD_INFO.info({"service": name, "version": VERSION})
         deps.start()
         runner.start()
+        # Everything imported and built so far lives as long as the process: keeping it out
+        # of the collector's generations makes each collection of batch garbage cheaper.
+        gc.freeze()
         _log.info("service started")
         try:
             yield

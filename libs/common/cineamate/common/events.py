@@ -18,11 +18,20 @@ import base64
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "EVENT_MODELS",
     "SCHEMA_VERSION",
+    "WIRE_CONTEXT",
     "ClickEvent",
     "DeadLetter",
     "Event",
@@ -38,6 +47,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
+# Validation context of messages read from a topic (stricter than Python construction).
+WIRE_CONTEXT = {"wire": True}
 
 
 def utc_now() -> datetime:
@@ -51,6 +62,23 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_required_on_the_wire(cls, data: object, info: ValidationInfo) -> object:
+        # Python code may leave the version to its default; a message must state it.
+        wire = bool(info.context and info.context.get("wire"))
+        if wire and isinstance(data, dict) and "schema_version" not in data:
+            raise ValueError("schema_version is missing")
+        return data
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _exactly_an_integer(cls, value: object) -> object:
+        # `true` and `1.0` equal 1 in Python but are not the version number.
+        if type(value) is not int:
+            raise ValueError("schema_version must be the integer 1")
+        return value
 
     @property
     def event_id(self) -> str:

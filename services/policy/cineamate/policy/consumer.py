@@ -141,9 +141,8 @@ class RewardLearner:
             if stored is None:
                 first_offset = min(record.raw.offset for record in records)
                 stored = await self._rebuild(key, catalogue, partition, first_offset)
-            seen = await self.posteriors.seen(
-                key, [(r.event.event_id, r.event.rewarded_at) for r in records]
-            )
+            identities = [(r.event.event_id, r.event.rewarded_at) for r in records]
+            seen = await self.posteriors.seen(key, identities)
             fresh = fresh_rewards(records, stored.offsets, seen)
             positions = stored.state.lookup([r.event.item_id for r in fresh])
             unknown = [

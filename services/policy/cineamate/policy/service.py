@@ -32,10 +32,10 @@ class PosteriorKey:
 def group_by_posterior(
     records: Iterable[Record[RewardEvent]],
 ) -> dict[PosteriorKey, list[Record[RewardEvent]]]:
-    groups: dict[PosteriorKey, list[Record[RewardEvent]]] = defaultdict(list)
+    by_pair: dict[tuple[str, str], list[Record[RewardEvent]]] = defaultdict(list)
     for record in records:
-        groups[PosteriorKey(record.event.experiment_id, record.event.variant)].append(record)
-    return dict(groups)
+        by_pair[(record.event.experiment_id, record.event.variant)].append(record)
+    return {PosteriorKey(*pair): group for pair, group in by_pair.items()}
 
 
 def fresh_rewards(

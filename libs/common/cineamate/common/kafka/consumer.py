@@ -33,7 +33,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from cineamate.common.errors import CineamateError, DependencyUnavailable, InvalidEvent
-from cineamate.common.events import SCHEMA_VERSION, DeadLetter, utc_now
+from cineamate.common.events import SCHEMA_VERSION, WIRE_CONTEXT, DeadLetter, utc_now
 from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
 from cineamate.common.metrics import (
     CONSUMER_BATCH_SIZE,
@@ -107,6 +107,10 @@ def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) 
                 code="invalid.too_large",
             )
         try:
+            return adapter.validate_json(value, context=WIRE_CONTEXT)
+        except ValidationError:
+            pass  # classified precisely below; valid messages never get there
+        try:
             data = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             raise InvalidEvent(f"not JSON: {exc}", code="invalid.json") from exc
@@ -120,7 +124,7 @@ def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) 
                 code="invalid.schema_version",
             )
         try:
-            return adapter.validate_python(data)
+            return adapter.validate_python(data, context=WIRE_CONTEXT)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(root)"
