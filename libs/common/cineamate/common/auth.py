@@ -12,15 +12,17 @@ for a local demo; it is never off by default.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
+from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 from cineamate.common.errors import ConfigError, Forbidden, Unauthorized
 from cineamate.common.settings import CommonSettings
 
-__all__ = ["Role", "TokenChecker", "require"]
+__all__ = ["AuthorizedRoute", "Role", "TokenChecker", "require", "requires"]
 
 
 class Role(StrEnum):
@@ -88,6 +90,37 @@ class TokenChecker:
                 code=f"forbidden.{required.value}",
             )
         return role
+
+
+class AuthorizedRoute(APIRoute):
+    """A route that checks the caller's role before it reads the body, so that a caller
+    without the right token learns nothing about the body's validity (401/403 first)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        role: Role | None = getattr(self.endpoint, "required_role", None)
+        if role is None:
+            return handler
+
+        async def checked(request: Request) -> Response:
+            checker: TokenChecker = request.app.state.tokens
+            checker.check(request.headers.get("authorization"), role)
+            return await handler(request)
+
+        return checked
+
+
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
+
+
+def requires(role: Role) -> Callable[[EndpointT], EndpointT]:
+    """Mark an endpoint of an ``AuthorizedRoute`` router as needing ``role``."""
+
+    def mark(endpoint: EndpointT) -> EndpointT:
+        endpoint.required_role = role  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
 
 
 def require(role: Role) -> Callable[[Request], Awaitable[Role | None]]:

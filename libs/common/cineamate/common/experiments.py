@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "POLICY_TYPE_NAMES",
@@ -110,15 +110,16 @@ class ExperimentConfig(BaseModel):
             raise ValueError("catalogue lists an item twice")
         return value
 
-    @model_validator(mode="after")
-    def _one_control_and_unique_names(self) -> ExperimentConfig:
-        controls = [variant.name for variant in self.policies if variant.control]
+    @field_validator("policies")
+    @classmethod
+    def _one_control_and_unique_names(cls, policies: list[VariantConfig]) -> list[VariantConfig]:
+        controls = [variant.name for variant in policies if variant.control]
         if len(controls) != 1:
             raise ValueError(f"exactly one policy must be the control (found {len(controls)})")
-        names = [variant.name for variant in self.policies]
+        names = [variant.name for variant in policies]
         if len(set(names)) != len(names):
             raise ValueError("policy names must be unique")
-        return self
+        return policies
 
     @property
     def control(self) -> VariantConfig:

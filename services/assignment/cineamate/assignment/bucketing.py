@@ -3,10 +3,12 @@
 ``hash(salt, user_id) -> bucket in [0, 10000)``. The first ``traffic`` share
 of buckets is in the experiment; the rest see the control. The in-experiment
 buckets are divided among the variants by weight. The division is kept with
-the experiment and changed minimally: when weights or traffic change, each
-variant that must shrink gives up buckets from its end, and only those move to
-the variants that must grow, so the share of users who change variant is the
-least possible (the total variation distance between the old and new split).
+the experiment and changed minimally: when weights change or traffic grows,
+each variant that must shrink gives up buckets from its end, and only those
+move to the variants that must grow, so the share of users who change variant
+is the least possible (the total variation distance between the old and new
+split). When traffic shrinks, the buckets past the new share leave the
+experiment, and the rest are rebalanced in the same minimal way.
 
 Everything here is a pure function of the configuration and the user id.
 """

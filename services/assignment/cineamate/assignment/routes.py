@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from cineamate.assignment.models import ClickIn, ExperimentCreate, ExperimentRead, ExperimentUpdate
 from cineamate.assignment.runtime import AssignmentRuntime
@@ -18,7 +18,7 @@ from cineamate.assignment.service import (
     check_policies,
     initial_allocation,
 )
-from cineamate.common.auth import Role, require
+from cineamate.common.auth import AuthorizedRoute, Role, requires
 from cineamate.common.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from cineamate.common.events import ClickEvent, ExperimentChanged, ServedItem, ServeEvent, utc_now
 from cineamate.common.experiments import Experiment
@@ -27,7 +27,7 @@ from cineamate.common.metrics import RECOMMENDATION_SECONDS
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=AuthorizedRoute)
 
 # Query parameters with a meaning of their own; any other one is a cohort attribute.
 _RECOMMENDATION_PARAMETERS = frozenset({"experiment_id", "user_id", "k"})
@@ -60,9 +60,9 @@ async def _announce(runtime: AssignmentRuntime, experiment: Experiment) -> None:
 @router.post(
     "/api/experiments",
     status_code=201,
-    dependencies=[Depends(require(Role.ADMIN))],
     tags=["experiments"],
 )
+@requires(Role.ADMIN)
 async def create_experiment(request: Request, body: ExperimentCreate) -> ExperimentRead:
     """Create an experiment in status draft."""
     runtime = _runtime(request)
@@ -72,7 +72,8 @@ async def create_experiment(request: Request, body: ExperimentCreate) -> Experim
     return ExperimentRead.of(experiment)
 
 
-@router.get("/api/experiments", dependencies=[Depends(require(Role.READ))], tags=["experiments"])
+@router.get("/api/experiments", tags=["experiments"])
+@requires(Role.READ)
 async def list_experiments(
     request: Request,
     status: Annotated[str | None, Query(pattern="^(draft|running|paused|stopped)$")] = None,
@@ -84,18 +85,18 @@ async def list_experiments(
 
 @router.get(
     "/api/experiments/{experiment_id}",
-    dependencies=[Depends(require(Role.READ))],
     tags=["experiments"],
 )
+@requires(Role.READ)
 async def get_experiment(request: Request, experiment_id: str) -> ExperimentRead:
     return ExperimentRead.of(await _runtime(request).store.get_or_raise(experiment_id))
 
 
 @router.get(
     "/api/experiments/{experiment_id}/audit",
-    dependencies=[Depends(require(Role.READ))],
     tags=["experiments"],
 )
+@requires(Role.READ)
 async def experiment_audit(request: Request, experiment_id: str) -> list[dict[str, Any]]:
     """Every change of the experiment: who, when, what it was before and after."""
     runtime = _runtime(request)
@@ -105,9 +106,9 @@ async def experiment_audit(request: Request, experiment_id: str) -> list[dict[st
 
 @router.patch(
     "/api/experiments/{experiment_id}",
-    dependencies=[Depends(require(Role.ADMIN))],
     tags=["experiments"],
 )
+@requires(Role.ADMIN)
 async def update_experiment(
     request: Request, experiment_id: str, body: ExperimentUpdate
 ) -> ExperimentRead:
@@ -126,9 +127,9 @@ async def update_experiment(
 
 @router.post(
     "/api/experiments/{experiment_id}/stop",
-    dependencies=[Depends(require(Role.ADMIN))],
     tags=["experiments"],
 )
+@requires(Role.ADMIN)
 async def stop_experiment(request: Request, experiment_id: str) -> ExperimentRead:
     """Stop the experiment for good; its users see the control."""
     runtime = _runtime(request)
@@ -145,9 +146,9 @@ async def stop_experiment(request: Request, experiment_id: str) -> ExperimentRea
 
 @router.get(
     "/api/movies/recommendations",
-    dependencies=[Depends(require(Role.CLIENT))],
     tags=["recommendations"],
 )
+@requires(Role.CLIENT)
 async def recommendations(
     request: Request,
     experiment_id: Annotated[str, Query(min_length=1, max_length=64)],
@@ -281,9 +282,9 @@ def _publish_serve(
 @router.post(
     "/api/events/clicks",
     status_code=202,
-    dependencies=[Depends(require(Role.CLIENT))],
     tags=["recommendations"],
 )
+@requires(Role.CLIENT)
 async def clicks(
     request: Request, body: Annotated[ClickIn | list[ClickIn], Body()]
 ) -> dict[str, int]:

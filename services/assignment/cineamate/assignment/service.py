@@ -38,7 +38,7 @@ def check_policies(config: ExperimentConfig) -> None:
         try:
             make_policy(variant.type, variant.params)
         except InvalidInput as exc:
-            raise InvalidInput(exc.message, field=f"policies.{index}.params") from exc
+            raise InvalidInput(exc.message, field=f"body.policies.{index}.params") from exc
 
 
 def initial_allocation(config: ExperimentConfig) -> Allocation:
@@ -80,7 +80,7 @@ def apply_change(
     for field_name, values in (("weights", change.weights), ("rolled_back", change.rolled_back)):
         for name in values or {}:
             if name not in names:
-                raise InvalidInput(f"no policy named {name!r}", field=f"{field_name}.{name}")
+                raise InvalidInput(f"no policy named {name!r}", field=f"body.{field_name}.{name}")
     if change.weights:
         variants = [
             v.model_copy(update={"weight": change.weights[v.name]})
@@ -91,7 +91,7 @@ def apply_change(
     if change.rolled_back:
         if change.rolled_back.get(config.control.name):
             raise InvalidInput(
-                "the control cannot be rolled back", field=f"rolled_back.{config.control.name}"
+                "the control cannot be rolled back", field=f"body.rolled_back.{config.control.name}"
             )
         variants = [
             v.model_copy(update={"rolled_back": change.rolled_back[v.name]})

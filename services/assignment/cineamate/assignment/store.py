@@ -42,7 +42,7 @@ class ExperimentStore:
                 )
                 if not count:
                     raise InvalidInput(
-                        f"no catalogue named {config.catalogue!r} is loaded", field="catalogue"
+                        f"no catalogue named {config.catalogue!r} is loaded", field="body.catalogue"
                     )
             row = await connection.fetchrow(
                 "INSERT INTO experiments (id, name, status, config, allocation, salt) "
