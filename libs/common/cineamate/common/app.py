@@ -46,7 +46,14 @@ from cineamate.common.errors import (
 from cineamate.common.metrics import BUILD_INFO, HTTP_REQUEST_SECONDS
 from cineamate.common.settings import CommonSettings
 
-__all__ = ["Worker", "WorkerFactory", "WorkerSpec", "create_service_app", "error_response"]
+__all__ = [
+    "Worker",
+    "WorkerFactory",
+    "WorkerSpec",
+    "create_service_app",
+    "error_response",
+    "status_of",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -85,10 +92,14 @@ class WorkerSpec:
     factory: WorkerFactory
 
 
+def status_of(error: CineamateError) -> int:
+    """The HTTP status of a platform error."""
+    return next((code for cls, code in _STATUS_BY_ERROR if isinstance(error, cls)), 500)
+
+
 def error_response(error: CineamateError) -> JSONResponse:
     """The HTTP form of a platform error."""
-    status = next((code for cls, code in _STATUS_BY_ERROR if isinstance(error, cls)), 500)
-    return JSONResponse({"error": error.to_dict()}, status_code=status)
+    return JSONResponse({"error": error.to_dict()}, status_code=status_of(error))
 
 
 def create_service_app(

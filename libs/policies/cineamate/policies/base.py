@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -92,10 +93,18 @@ class Policy(ABC):
 
 def _eligible_mask(state: ArmState, eligible: BoolArray | None) -> BoolArray:
     if eligible is None:
-        return np.ones(state.n_arms, dtype=bool)
+        return _all_true(state.n_arms)
     mask = np.asarray(eligible, dtype=bool)
     if mask.shape != (state.n_arms,):
         raise InvalidInput("eligible must have one flag per arm", field="eligible")
+    return mask
+
+
+@functools.lru_cache(maxsize=64)
+def _all_true(n: int) -> BoolArray:
+    """A shared read-only all-True mask: most requests restrict nothing."""
+    mask = np.ones(n, dtype=bool)
+    mask.flags.writeable = False
     return mask
 
 

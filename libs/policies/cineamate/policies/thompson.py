@@ -89,7 +89,7 @@ class ThompsonSampling(Policy):
 
     def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
         state, k = request.state, request.k
-        positions = self._draw_slate(state, k, request.rng, request.eligible)
+        positions = self._draw_slate(state, k, request.rng, request.eligible, request.all_eligible)
         if not request.with_propensities:
             return positions, None
         eligible = None if request.all_eligible else request.eligible
@@ -97,20 +97,30 @@ class ThompsonSampling(Policy):
         return positions, inclusion[positions]
 
     def _draw_slate(
-        self, state: ArmState, k: int, rng: np.random.Generator, eligible: BoolArray
+        self,
+        state: ArmState,
+        k: int,
+        rng: np.random.Generator,
+        eligible: BoolArray,
+        all_eligible: bool,
     ) -> IntArray:
-        n_eligible = int(eligible.sum())
+        n_eligible = state.n_arms if all_eligible else int(eligible.sum())
         k = min(k, n_eligible)
         if k == 0:
             return np.empty(0, dtype=np.int64)
         cache = self._threshold(state, k)
         if cache.threshold is None or cache.cdf_at_threshold is None:
-            draws = np.where(eligible, rng.beta(cache.alpha, cache.beta), -np.inf)
+            draws = rng.beta(cache.alpha, cache.beta)
+            if not all_eligible:
+                draws = np.where(eligible, draws, -np.inf)
             return _best(draws, np.arange(state.n_arms), k)
         uniforms = rng.random(state.n_arms)
-        candidates = np.flatnonzero((uniforms > cache.cdf_at_threshold) & eligible)
+        above = uniforms > cache.cdf_at_threshold
+        if not all_eligible:
+            above &= eligible
+        candidates = np.flatnonzero(above)
         if candidates.size < k:
-            candidates = np.flatnonzero(eligible)
+            candidates = np.arange(state.n_arms) if all_eligible else np.flatnonzero(eligible)
         draws = special.betaincinv(
             cache.alpha[candidates], cache.beta[candidates], uniforms[candidates]
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from cineamate.assignment.consumer import StateUpdatesFollower
+from cineamate.assignment.recommend import RecommendationEndpoint
 from cineamate.assignment.routes import router
 from cineamate.assignment.runtime import AssignmentRuntime
 from cineamate.assignment.settings import AssignmentSettings
@@ -60,4 +61,6 @@ def create_app(settings: AssignmentSettings) -> FastAPI:
         routers=[router],
         workers=[WorkerSpec("spool", spool), WorkerSpec("state-updates", follower)],
     )
+    # Added last, so it runs before the framework's routing (see recommend.py).
+    app.add_middleware(RecommendationEndpoint)
     return app

@@ -60,18 +60,21 @@ class ExperimentRegistry:
         self._catalogues: dict[str, tuple[list[int], dict[int, str]]] = {}
         self._policies: dict[tuple[str, str, str, str], Policy] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[LiveExperiment | None]] = set()
 
     async def get(self, experiment_id: str) -> LiveExperiment | None:
         live = self._live.get(experiment_id)
         now = time.monotonic()
-        if live is not None and now - live.loaded_at < self._refresh_seconds:
+        if live is not None:
+            if now - live.loaded_at >= self._refresh_seconds:
+                # Serve what we have; one background reload catches up.
+                live.loaded_at = now
+                task = asyncio.create_task(self.reload(experiment_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return live
         missing_since = self._missing.get(experiment_id)
-        if (
-            live is None
-            and missing_since is not None
-            and now - missing_since < _MISSING_TTL_SECONDS
-        ):
+        if missing_since is not None and now - missing_since < _MISSING_TTL_SECONDS:
             return None
         return await self.reload(experiment_id)
 
@@ -116,6 +119,11 @@ class ExperimentRegistry:
         return cached
 
 
+def _posterior_key(experiment_id: str, variant: str) -> str:
+    # The learner's layout (services/policy store.py); services share it through Redis only.
+    return f"cineamate:posterior:{experiment_id}:{variant}"
+
+
 @dataclass
 class _Entry:
     state: ArmState
@@ -131,15 +139,27 @@ class PosteriorCache:
         self._redis = redis
         self._staleness = staleness_seconds
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._first_loads: dict[tuple[str, str], asyncio.Task[ArmState]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def state(self, live: LiveExperiment, variant: str) -> ArmState:
         key = (live.experiment.id, variant)
         entry = self._entries.get(key)
         if entry is None:
-            state = await self._load(live, variant)
-            entry = self._entries[key] = _Entry(state, time.monotonic())
-            return state
+            # One first load per posterior, however many requests arrive meanwhile.
+            loading = self._first_loads.get(key)
+            if loading is None:
+                loading = asyncio.create_task(self._load(live, variant))
+                self._first_loads[key] = loading
+            try:
+                state = await asyncio.shield(loading)
+            finally:
+                if loading.done():
+                    self._first_loads.pop(key, None)
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry(state, time.monotonic())
+            return entry.state
         due = time.monotonic() - entry.loaded_at >= self._staleness
         if (
             due
@@ -169,6 +189,9 @@ class PosteriorCache:
 
     async def _refresh(self, live: LiveExperiment, variant: str, entry: _Entry) -> None:
         try:
+            stored = await self._redis.hget(_posterior_key(live.experiment.id, variant), "version")
+            if stored is not None and int(stored) == entry.state.version:
+                return
             state = await self._load(live, variant)
             if state.version != entry.state.version:
                 await self._prepare(live, variant, state)
@@ -180,7 +203,7 @@ class PosteriorCache:
             entry.refreshing = False
 
     async def _load(self, live: LiveExperiment, variant: str) -> ArmState:
-        key = f"cineamate:posterior:{live.experiment.id}:{variant}"
+        key = _posterior_key(live.experiment.id, variant)
         try:
             fields = cast(dict[bytes, bytes], await self._redis.hgetall(key))
         except (RedisError, OSError):

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from cineamate.assignment.models import ClickIn, ExperimentCreate, ExperimentRead, ExperimentUpdate
+from cineamate.assignment.recommend import PATH, parse_query, recommend
 from cineamate.assignment.runtime import AssignmentRuntime
 from cineamate.assignment.service import (
     ExperimentChange,
     apply_change,
-    assign,
     check_policies,
     initial_allocation,
 )
 from cineamate.common.auth import AuthorizedRoute, Role, requires
-from cineamate.common.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
-from cineamate.common.events import ClickEvent, ExperimentChanged, ServedItem, ServeEvent, utc_now
+from cineamate.common.errors import DependencyUnavailable, InvalidInput
+from cineamate.common.events import ClickEvent, ExperimentChanged, utc_now
 from cineamate.common.experiments import Experiment
 from cineamate.common.kafka import OutgoingMessage
-from cineamate.common.metrics import RECOMMENDATION_SECONDS
 
 __all__ = ["router"]
 
@@ -144,10 +140,7 @@ async def stop_experiment(request: Request, experiment_id: str) -> ExperimentRea
     return ExperimentRead.of(after)
 
 
-@router.get(
-    "/api/movies/recommendations",
-    tags=["recommendations"],
-)
+@router.get(PATH, tags=["recommendations"])
 @requires(Role.CLIENT)
 async def recommendations(
     request: Request,
@@ -155,128 +148,15 @@ async def recommendations(
     user_id: Annotated[str, Query(min_length=1, max_length=128)],
     k: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> Response:
-    """A slate for the user from the policy of the variant they are assigned to."""
-    started = time.perf_counter()
-    runtime = _runtime(request)
-    live = await runtime.registry.get(experiment_id)
-    if live is None:
-        raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
-    experiment = live.experiment
-    if experiment.status == "draft":
-        raise Conflict(f"experiment {experiment_id!r} has not started", code="conflict.not_running")
-    cohort = _cohort(request)
-    assignment = assign(experiment, live.allocation, user_id)
-    variant = experiment.config.variant(assignment.variant)
-    assert variant is not None
-    slate_size = k or experiment.config.slate_size
-    status = "error"
-    try:
-        state = await runtime.posteriors.state(live, variant.name)
-        selection = live.policies[variant.name].select(state, slate_size, runtime.rng)
-        status = "ok"
-    finally:
-        elapsed = time.perf_counter() - started
-        RECOMMENDATION_SECONDS.labels(experiment_id, variant.name, status).observe(elapsed)
-        if status == "error":
-            _publish_serve(
-                runtime,
-                experiment_id,
-                variant.name,
-                variant.type,
-                user_id,
-                [],
-                cohort,
-                0,
-                elapsed,
-                "error",
-            )
-    serve_id = uuid.uuid4().hex
-    items = [
-        {
-            "movie_id": int(arm),
-            "title": live.titles.get(int(arm), ""),
-            "position": position,
-            "propensity": float(propensity),
-        }
-        for position, (arm, propensity) in enumerate(
-            zip(selection.arm_ids, selection.propensities, strict=True)
-        )
-    ]
-    _publish_serve(
-        runtime,
-        experiment_id,
-        variant.name,
-        variant.type,
-        user_id,
-        items,
-        cohort,
-        state.version,
-        time.perf_counter() - started,
-        "ok",
-        serve_id=serve_id,
-    )
-    body = {
-        "serve_id": serve_id,
-        "experiment_id": experiment_id,
-        "user_id": user_id,
-        "variant": variant.name,
-        "policy_type": variant.type,
-        "items": items,
-        "state_version": state.version,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    """A slate for the user from the policy of the variant they are assigned to.
 
-
-def _cohort(request: Request) -> dict[str, str]:
-    extra = [
-        (name, value)
-        for name, value in request.query_params.items()
-        if name not in _RECOMMENDATION_PARAMETERS
-    ]
-    if len(extra) > _MAX_COHORT_ATTRIBUTES:
-        raise InvalidInput(
-            f"at most {_MAX_COHORT_ATTRIBUTES} cohort attributes", field="query.cohort"
-        )
-    for name, value in extra:
-        if len(name) > 32 or len(value) > 64:
-            raise InvalidInput(
-                "cohort attributes are at most 32 characters, their values 64",
-                field=f"query.{name[:32]}",
-            )
-    return dict(extra)
-
-
-def _publish_serve(
-    runtime: AssignmentRuntime,
-    experiment_id: str,
-    variant: str,
-    policy_type: str,
-    user_id: str,
-    items: list[dict[str, Any]],
-    cohort: dict[str, str],
-    state_version: int,
-    elapsed_seconds: float,
-    status: str,
-    *,
-    serve_id: str | None = None,
-) -> None:
-    event = ServeEvent(
-        serve_id=serve_id or uuid.uuid4().hex,
-        experiment_id=experiment_id,
-        variant=variant,
-        policy_type=policy_type,
-        user_id=user_id,
-        items=[
-            ServedItem(item_id=i["movie_id"], position=i["position"], propensity=i["propensity"])
-            for i in items
-        ],
-        cohort=cohort,
-        state_version=state_version,
-        latency_ms=elapsed_seconds * 1000.0,
-        status="ok" if status == "ok" else "error",
-        served_at=utc_now(),
-    )
-    runtime.publisher.publish(OutgoingMessage.of(runtime.settings.serves_topic, event))
+    Other query parameters (up to 10) are cohort attributes. The running service answers
+    this path in ``recommend.RecommendationEndpoint``, ahead of the framework; this route
+    states the same contract for the OpenAPI schema and serves any request that reaches it.
+    """
+    _, _, _, cohort = parse_query(request.scope.get("query_string", b""))
+    body = await recommend(_runtime(request), experiment_id, user_id, k, cohort)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
