@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from cineamate.common.settings import SERVICE_NAMES
+from cineamate.stack.testing import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,6 +79,24 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, isolate
         for path, owner in owners.items():
             answer = httpx.get(entry + path, timeout=5)
             assert answer.headers.get("x-cineamate-service") == owner, path
+
+        # Bodies travel through the entry in both directions.
+        created = httpx.post(
+            f"{entry}/api/experiments",
+            headers=ADMIN,
+            json={
+                "name": "through the entry",
+                "catalogue": [1, 2, 3],
+                "policies": [
+                    {"name": "ts", "type": "thompson"},
+                    {"name": "control", "type": "random", "control": True},
+                ],
+            },
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["x-cineamate-service"] == "assignment"
+        assert created.json()["policies"][0]["name"] == "ts"
 
         run_file = json.loads((home / "run.json").read_text())
         assert run_file["entry"] == entry

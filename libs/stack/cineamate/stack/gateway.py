@@ -1,9 +1,9 @@
 """The public entry point: one port that forwards each path to the service that owns it.
 
-It reads the routing table of ``routes`` (the same one the Kubernetes
-ingress is generated from), streams request and response bodies in both
-directions, and answers its own ``/healthz``, ``/readyz`` (ready when every
-service is) and ``/metrics``.
+It reads the routing table of ``routes`` (the one source of truth for every
+front door), forwards over aiohttp's keep-alive connection pool, streams
+request and response bodies in both directions, and answers its own
+``/healthz``, ``/readyz`` (ready when every service is) and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_settings import SettingsConfigDict
 from starlette.responses import JSONResponse, Response
@@ -34,10 +35,12 @@ _HOP_BY_HOP = frozenset(
         b"trailer",
         b"transfer-encoding",
         b"upgrade",
-        b"host",
-        b"content-length",
     }
 )
+# The request body is re-streamed and the host is the service's; both are set anew.
+_NOT_FORWARDED_REQUEST = _HOP_BY_HOP | {b"host", b"content-length"}
+# This server writes its own date.
+_NOT_FORWARDED_RESPONSE = _HOP_BY_HOP | {b"date"}
 _OWN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
@@ -96,8 +99,8 @@ class Gateway:
     ) -> None:
         self._upstreams = {name: url.rstrip("/") for name, url in upstreams.items()}
         self._routes = routes
-        self._timeout = httpx.Timeout(timeout, connect=2.0)
-        self._client: httpx.AsyncClient | None = None
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=timeout)
+        self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -130,61 +133,63 @@ class Gateway:
         return response.status_code
 
     async def _forward(self, service: str, scope: Scope, receive: Receive, send: Send) -> int:
-        assert self._client is not None
+        assert self._session is not None
+        target = self._upstreams[service] + scope["raw_path"].decode("latin-1")
         query = scope.get("query_string", b"")
-        url = self._upstreams[service] + scope["raw_path"].decode("latin-1")
         if query:
-            url += "?" + query.decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+            target += "?" + query.decode("latin-1")
+        headers = CIMultiDict(
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.lower() not in _NOT_FORWARDED_REQUEST
+        )
         client = scope.get("client")
         if client:
-            headers.append((b"x-forwarded-for", client[0].encode()))
-        request = self._client.build_request(
-            scope["method"],
-            url,
-            headers=headers,
-            content=_body(receive) if _has_body(scope) else None,
-        )
+            headers.add("x-forwarded-for", client[0])
+        body = _body(receive) if _has_body(scope) else None
         try:
-            upstream = await self._client.send(request, stream=True)
-        except httpx.TimeoutException:
+            async with self._session.request(
+                scope["method"], target, headers=headers, data=body, allow_redirects=False
+            ) as upstream:
+                response_headers = [
+                    (k, v)
+                    for k, v in upstream.raw_headers
+                    if k.lower() not in _NOT_FORWARDED_RESPONSE
+                ]
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": upstream.status,
+                        "headers": response_headers,
+                    }
+                )
+                async for chunk in upstream.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return upstream.status
+        except TimeoutError:
             response = _error(504, "unavailable.timeout", f"the {service} service did not answer")
-            await response(scope, receive, send)
-            return 504
-        except httpx.TransportError:
+        except aiohttp.ClientConnectionError:
             response = _error(502, "unavailable.upstream", f"the {service} service is unreachable")
-            await response(scope, receive, send)
-            return 502
-        try:
-            response_headers = [
-                (k, v) for k, v in upstream.headers.raw if k.lower() not in _HOP_BY_HOP
-            ]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": upstream.status_code,
-                    "headers": response_headers,
-                }
-            )
-            async for chunk in upstream.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await upstream.aclose()
-        return upstream.status_code
+        await response(scope, receive, send)
+        return response.status_code
 
     async def _readiness(self) -> Response:
-        assert self._client is not None
+        assert self._session is not None
+        session = self._session
 
-        async def check(name: str, base: str) -> str:
+        async def check(base: str) -> str:
             try:
-                answer = await self._client.get(f"{base}/readyz", timeout=2.0)  # type: ignore[union-attr]
-            except httpx.HTTPError as exc:
+                async with session.get(
+                    f"{base}/readyz", timeout=aiohttp.ClientTimeout(total=2.0)
+                ) as answer:
+                    await answer.read()
+                    return "ok" if answer.status == 200 else f"not ready ({answer.status})"
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 return f"unreachable: {type(exc).__name__}"
-            return "ok" if answer.status_code == 200 else f"not ready ({answer.status_code})"
 
         names = list(self._upstreams)
-        results = await asyncio.gather(*(check(n, self._upstreams[n]) for n in names))
+        results = await asyncio.gather(*(check(self._upstreams[n]) for n in names))
         checks = dict(zip(names, results, strict=True))
         ready = all(result == "ok" for result in results)
         body = {
@@ -199,12 +204,16 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 BUILD_INFO.info({"service": "gateway", "version": "0.1.0"})
-                limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-                self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=512, limit_per_host=256),
+                    timeout=self._timeout,
+                    auto_decompress=False,
+                    skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._client is not None:
-                    await self._client.aclose()
+                if self._session is not None:
+                    await self._session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
