@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import httpx
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +44,7 @@ from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port, spawn, stop_process
+from cineamate.stack.testing import insert_running_experiment
 
 N_ITEMS = 3_706
 # (variant, policy type); the last one is the control.
@@ -171,16 +171,7 @@ async def _create_experiment(database_url: str, experiment_id: str) -> None:
             for name, policy_type in VARIANTS
         ],
     )
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(
-            "INSERT INTO experiments (id, name, status, config) VALUES ($1, $2, 'running', $3)",
-            experiment_id,
-            config.name,
-            config.model_dump_json(),
-        )
-    finally:
-        await connection.close()
+    await insert_running_experiment(database_url, experiment_id, config)
 
 
 async def _produce(bootstrap: str, topic: str, events: list[RewardEvent]) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 import orjson
@@ -23,7 +22,7 @@ from redis.asyncio import Redis
 from cineamate.common.events import DeadLetter, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
-from cineamate.stack.testing import READ, read_topic, unique
+from cineamate.stack.testing import READ, insert_running_experiment, read_topic, unique
 
 pytestmark = pytest.mark.integration
 
@@ -50,16 +49,7 @@ async def _create_experiment(database_url: str, experiment_id: str) -> None:
             VariantConfig(name="control", type="random", control=True),
         ],
     )
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(
-            "INSERT INTO experiments (id, name, status, config) VALUES ($1, $2, 'running', $3)",
-            experiment_id,
-            config.name,
-            config.model_dump_json(),
-        )
-    finally:
-        await connection.close()
+    await insert_running_experiment(database_url, experiment_id, config)
 
 
 def _rewards(experiment_id: str, count: int, seed: int, prefix: str) -> list[RewardEvent]:

@@ -27,6 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
+from cineamate.common.experiments import ExperimentConfig
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
 
@@ -36,6 +37,7 @@ __all__ = [
     "READ",
     "TEST_TOKENS",
     "fresh_database",
+    "insert_running_experiment",
     "isolated_env",
     "read_topic",
     "requires_program",
@@ -94,6 +96,22 @@ async def read_topic(
         return found
     finally:
         await consumer.stop()
+
+
+async def insert_running_experiment(
+    database_url: str, experiment_id: str, config: ExperimentConfig
+) -> None:
+    """Store an experiment in status running directly, for tests of services that only read it."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO experiments (id, name, status, config) VALUES ($1, $2, 'running', $3)",
+            experiment_id,
+            config.name,
+            config.model_dump_json(),
+        )
+    finally:
+        await connection.close()
 
 
 def unique(prefix: str) -> str:
