@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
-__all__ = ["describe_machine"]
+__all__ = ["describe_machine", "machine_cpu_seconds"]
 
 
 def _cpu_model() -> str:
@@ -42,6 +43,15 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+def machine_cpu_seconds() -> dict[str, float]:
+    """CPU seconds the whole machine has spent busy, and stolen by its hypervisor, so far."""
+    machine = psutil.cpu_times()
+    busy = sum(
+        getattr(machine, field, 0.0) for field in ("user", "nice", "system", "irq", "softirq")
+    )
+    return {"machine_busy": busy, "machine_steal": getattr(machine, "steal", 0.0)}
 
 
 def describe_machine() -> dict[str, Any]:

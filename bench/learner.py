@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,13 +37,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from bench._machine import machine_cpu_seconds
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
 from cineamate.common.events import RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.local import LocalStack
-from cineamate.stack.processes import free_port, spawn, stop_process
-from cineamate.stack.testing import insert_running_experiment
+from cineamate.stack.processes import spawn, stop_process
+from cineamate.stack.testing import free_ports, insert_running_experiment, run_cli
 
 N_ITEMS = 3_706
 # (variant, policy type); the last one is the control.
@@ -59,15 +59,6 @@ FETCH_MAX_RECORDS = 2_000
 EVALSHA_PIPELINE = 100
 TARGET_REWARDS_PER_S = 20_000.0
 _TARGET_SPEC = "spec: the learner applies at least 20,000 rewards/s (<= 50 us per reward)"
-_SERVICES_WITH_PORTS = (
-    "gateway",
-    "assignment",
-    "policy",
-    "reward",
-    "guardrails",
-    "decision",
-    "analytics",
-)
 _EVALSHA_SCRIPT = """
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3])
@@ -134,13 +125,9 @@ def _run_loop(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "cineamate.cli", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    done = run_cli(env, *args)
+    if done.returncode != 0:
+        raise RuntimeError(f"cineamate {' '.join(args)} failed: {done.stderr[-2000:]}")
 
 
 def _service_env(stack: LocalStack, tag: str) -> dict[str, str]:
@@ -148,8 +135,7 @@ def _service_env(stack: LocalStack, tag: str) -> dict[str, str]:
     env = dict(os.environ) | stack.environment()
     for topic in ("serves", "clicks", "rewards", "state_updates", "dead_letter"):
         env[f"CINEAMATE_{topic.upper()}_TOPIC"] = f"{topic.replace('_', '-')}-{tag}"
-    for name in _SERVICES_WITH_PORTS:
-        env[f"CINEAMATE_{name.upper()}_PORT"] = str(free_port())
+    env.update(free_ports())
     # Token checks stay on, as in production; the benchmark reads with its own token.
     env["CINEAMATE_ADMIN_TOKEN"] = secrets.token_hex(16)
     env["CINEAMATE_READ_TOKEN"] = secrets.token_hex(16)
@@ -326,12 +312,7 @@ def _cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
         except psutil.Error:
             continue
         used[name] = total
-    machine = psutil.cpu_times()
-    used["machine_busy"] = sum(
-        getattr(machine, field, 0.0) for field in ("user", "nice", "system", "irq", "softirq")
-    )
-    used["machine_steal"] = getattr(machine, "steal", 0.0)
-    return used
+    return used | machine_cpu_seconds()
 
 
 def _cpu_shares(

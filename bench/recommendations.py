@@ -46,9 +46,11 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
+from bench._machine import machine_cpu_seconds
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
 from cineamate.policies import ArmState
 from cineamate.stack.processes import free_port, spawn, stop_process, wait_for_port
+from cineamate.stack.services import PROCESS_NAMES, port_variable
 
 N_ITEMS = 3_706
 SLATE_SIZE = 10
@@ -73,7 +75,6 @@ _TARGET_SPEC = (
     "spec: one assignment instance serves >= 2,000 recommendations/s with p99 <= 10 ms "
     "(met only if that step also had no failed request and achieved >= 95% of the plan)"
 )
-_PORTED = ("gateway", "assignment", "policy", "reward", "guardrails", "decision", "analytics")
 _REC_PATH = "/api/movies/recommendations"
 
 # The same-run baseline: what one uvicorn worker with this stack serves with no work to do.
@@ -135,9 +136,9 @@ def _platform_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
         if not name.startswith("CINEAMATE_")
         and name not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
     }
-    ports = {name: free_port() for name in _PORTED}
+    ports = {name: free_port() for name in PROCESS_NAMES}
     for name, port in ports.items():
-        env[f"CINEAMATE_{name.upper()}_PORT"] = str(port)
+        env[port_variable(name)] = str(port)
     env["CINEAMATE_HOME"] = str(home)
     env["CINEAMATE_LOG_LEVEL"] = "WARNING"
     env["PYTHONUNBUFFERED"] = "1"
@@ -307,12 +308,7 @@ def _cpu_seconds(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
                 continue
             total += times.user + times.system
         used[name] = total
-    machine = psutil.cpu_times()
-    used["machine_busy"] = sum(
-        getattr(machine, field, 0.0) for field in ("user", "nice", "system", "irq", "softirq")
-    )
-    used["machine_steal"] = getattr(machine, "steal", 0.0)
-    return used
+    return used | machine_cpu_seconds()
 
 
 def _histograms(text: str, name: str, keep: Callable[[dict[str, str]], bool]) -> dict[str, float]:

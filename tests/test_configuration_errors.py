@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
+from cineamate.stack.testing import run_cli
+
 
 def _serve(service: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cineamate.cli", "serve", service],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(env, "serve", service, timeout=60)
 
 
 def _clean_env() -> dict[str, str]:
@@ -54,12 +49,6 @@ def test_invalid_value_names_the_variable(variable: str, value: str) -> None:
 
 def test_run_rejects_a_malformed_port_variable() -> None:
     env = _clean_env() | {"CINEAMATE_ANALYTICS_PORT": "eighty"}
-    result = subprocess.run(
-        [sys.executable, "-m", "cineamate.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli(env, "run", timeout=60)
     assert result.returncode == 2
     assert "CINEAMATE_ANALYTICS_PORT" in result.stderr

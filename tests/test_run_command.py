@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from cineamate.common.settings import SERVICE_NAMES
-from cineamate.stack.testing import ADMIN
+from cineamate.stack.testing import ADMIN, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -136,13 +136,7 @@ def test_run_refuses_a_port_in_use(isolated_env) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = dict(isolated_env) | {"CINEAMATE_GATEWAY_PORT": str(port)}
-        result = subprocess.run(
-            [sys.executable, "-m", "cineamate.cli", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_cli(env, "run", timeout=60)
     assert result.returncode == 2
     assert f"port {port}" in result.stderr
     assert "CINEAMATE_GATEWAY_PORT" in result.stderr

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cineamate.stack.testing import ADMIN, CLIENT
+from cineamate.stack.testing import ADMIN, CLIENT, run_cli
 
 DEFAULT_CATALOGUE = list(range(1, 31))
 _READY_TIMEOUT = 60.0
@@ -121,14 +121,8 @@ class AssignmentProcess:
 
 
 def _run_cineamate(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "cineamate.cli", *args],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    output = (done.stdout + done.stderr).decode(errors="replace")
+    done = run_cli(env, *args)
+    output = done.stdout + done.stderr
     assert done.returncode == 0, f"cineamate {' '.join(args)} failed:\n{output}"
     return output
 

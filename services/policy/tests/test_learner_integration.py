@@ -22,22 +22,18 @@ from redis.asyncio import Redis
 from cineamate.common.events import DeadLetter, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
-from cineamate.stack.testing import READ, insert_running_experiment, read_topic, unique
+from cineamate.stack.testing import (
+    READ,
+    insert_running_experiment,
+    read_topic,
+    run_cli,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
 CATALOGUE = list(range(1, 51))
 BASE_TIME = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "cineamate.cli", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 async def _create_experiment(database_url: str, experiment_id: str) -> None:
@@ -156,8 +152,9 @@ def learner(isolated_env: dict[str, str]) -> Learner:
         "CINEAMATE_REWARDS_PARTITIONS": "3",
         "CINEAMATE_POLICY_SNAPSHOT_INTERVAL_SECONDS": "1",
     }
-    _cli(env, "migrate")
-    _cli(env, "topics")
+    for command in ("migrate", "topics"):
+        done = run_cli(env, command)
+        assert done.returncode == 0, done.stderr
     asyncio.run(_create_experiment(env["DATABASE_URL"], experiment_id))
     return Learner(env, experiment_id)
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic_settings import BaseSettings
 from starlette.types import ASGIApp
 
-from cineamate.common.settings import DEFAULT_PORTS, SERVICE_NAMES
+from cineamate.common.settings import SERVICE_NAMES
 
 __all__ = ["PROCESS_NAMES", "ServiceModule", "load_service", "port_variable"]
 
@@ -42,7 +42,3 @@ def load_service(name: str) -> ServiceModule:
 def port_variable(name: str) -> str:
     """The variable that sets the port of process ``name``."""
     return f"CINEAMATE_{name.upper()}_PORT"
-
-
-def default_port(name: str) -> int:
-    return DEFAULT_PORTS[name]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,17 +31,20 @@ from pydantic import BaseModel
 from cineamate.common.experiments import ExperimentConfig
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
+from cineamate.stack.services import PROCESS_NAMES, port_variable
 
 __all__ = [
     "ADMIN",
     "CLIENT",
     "READ",
     "TEST_TOKENS",
+    "free_ports",
     "fresh_database",
     "insert_running_experiment",
     "isolated_env",
     "read_topic",
     "requires_program",
+    "run_cli",
     "stack",
     "unique",
 ]
@@ -114,6 +118,25 @@ async def insert_running_experiment(
         await connection.close()
 
 
+def free_ports() -> dict[str, str]:
+    """A free port for every platform process, as the variables that set them."""
+    return {port_variable(name): str(free_port()) for name in PROCESS_NAMES}
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """``cineamate ARGS`` run to completion with ``env``; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "cineamate.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def unique(prefix: str) -> str:
     """A name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -164,16 +187,7 @@ def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
     for topic in ("serves", "clicks", "rewards", "state_updates", "dead_letter"):
         env[f"CINEAMATE_{topic.upper()}_TOPIC"] = f"{topic.replace('_', '-')}-{tag}"
-    for name in (
-        "gateway",
-        "assignment",
-        "policy",
-        "reward",
-        "guardrails",
-        "decision",
-        "analytics",
-    ):
-        env[f"CINEAMATE_{name.upper()}_PORT"] = str(free_port())
+    env.update(free_ports())
     env.update(TEST_TOKENS)
     env["CINEAMATE_LOG_FORMAT"] = "json"
     env["PYTHONUNBUFFERED"] = "1"

@@ -86,7 +86,7 @@ class ExperimentRegistry:
                 self._live.pop(experiment_id, None)
                 self._missing[experiment_id] = time.monotonic()
                 return None
-            self.install(experiment, await self._catalogue(experiment))
+            self.install(experiment, await self.catalogue_of(experiment))
             return self._live[experiment_id]
 
     def install(self, experiment: Experiment, catalogue: tuple[list[int], dict[int, str]]) -> None:
@@ -106,9 +106,7 @@ class ExperimentRegistry:
         self._missing.pop(experiment.id, None)
 
     async def catalogue_of(self, experiment: Experiment) -> tuple[list[int], dict[int, str]]:
-        return await self._catalogue(experiment)
-
-    async def _catalogue(self, experiment: Experiment) -> tuple[list[int], dict[int, str]]:
+        """The experiment's arm ids and titles, read once per catalogue."""
         catalogue = experiment.config.catalogue
         cache_key = catalogue if isinstance(catalogue, str) else f"literal:{experiment.id}"
         cached = self._catalogues.get(cache_key)

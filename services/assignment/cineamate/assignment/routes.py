@@ -109,16 +109,7 @@ async def update_experiment(
     request: Request, experiment_id: str, body: ExperimentUpdate
 ) -> ExperimentRead:
     """Change name, traffic, weights, rollbacks or status (draft, running, paused, stopped)."""
-    runtime = _runtime(request)
-    change = ExperimentChange(**body.model_dump())
-    _, after = await runtime.store.update(
-        experiment_id,
-        lambda experiment, now: apply_change(experiment, change, now),
-        actor=_actor(request),
-        action="update",
-    )
-    await _announce(runtime, after)
-    return ExperimentRead.of(after)
+    return await _change(request, experiment_id, ExperimentChange(**body.model_dump()), "update")
 
 
 @router.post(
@@ -128,13 +119,19 @@ async def update_experiment(
 @requires(Role.ADMIN)
 async def stop_experiment(request: Request, experiment_id: str) -> ExperimentRead:
     """Stop the experiment for good; its users see the control."""
+    return await _change(request, experiment_id, ExperimentChange(status="stopped"), "stop")
+
+
+async def _change(
+    request: Request, experiment_id: str, change: ExperimentChange, action: str
+) -> ExperimentRead:
+    """Apply ``change`` under the row lock, audited as ``action``, and announce the result."""
     runtime = _runtime(request)
-    change = ExperimentChange(status="stopped")
     _, after = await runtime.store.update(
         experiment_id,
         lambda experiment, now: apply_change(experiment, change, now),
         actor=_actor(request),
-        action="stop",
+        action=action,
     )
     await _announce(runtime, after)
     return ExperimentRead.of(after)
