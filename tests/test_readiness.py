@@ -12,32 +12,15 @@ import pytest
 
 from cineamate.stack.embedded import EmbeddedRedis
 from cineamate.stack.processes import free_port
+from cineamate.stack.testing import wait_for_status
 
 pytestmark = pytest.mark.integration
-
-
-def _readyz(port: int) -> httpx.Response | None:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=3)
-    except httpx.HTTPError:
-        return None
-
-
-def _wait(port: int, status: int, timeout: float) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    answer = None
-    while time.monotonic() < deadline:
-        answer = _readyz(port)
-        if answer is not None and answer.status_code == status:
-            return answer
-        time.sleep(0.2)
-    raise AssertionError(f"/readyz never answered {status}; last: {answer and answer.text}")
 
 
 def test_unreachable_redis_is_reported_then_recovered(isolated_env, tmp_path: Path) -> None:
     redis_port = free_port()
     env = dict(isolated_env) | {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
-    port = int(env["CINEAMATE_POLICY_PORT"])
+    readyz = f"http://127.0.0.1:{env['CINEAMATE_POLICY_PORT']}/readyz"
     service = subprocess.Popen(
         [sys.executable, "-m", "cineamate.cli", "serve", "policy"],
         env=env,
@@ -45,20 +28,21 @@ def test_unreachable_redis_is_reported_then_recovered(isolated_env, tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        answer = _wait(port, 503, timeout=30)
+        answer = wait_for_status(readyz, 503, timeout=30)
         checks = answer.json()["checks"]
         assert checks["redis"].startswith("connecting")
         assert checks["postgres"] == "ok"
         assert checks["kafka"] == "ok"
         time.sleep(2)
         assert service.poll() is None, "the service must not exit while a dependency is down"
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
+        assert httpx.get(readyz.replace("readyz", "healthz"), timeout=3).status_code == 200
 
         with EmbeddedRedis(tmp_path / "redis", port=redis_port, durable=False):
-            answer = _wait(port, 200, timeout=30)
+            answer = wait_for_status(readyz, 200, timeout=30)
             assert answer.json()["checks"]["redis"] == "ok"
             # Once connected, losing the server again shows on the next check.
-        assert _wait(port, 503, timeout=10).json()["checks"]["redis"] != "ok"
+        lost = wait_for_status(readyz, 503, timeout=10)
+        assert lost.json()["checks"]["redis"] != "ok"
     finally:
         service.terminate()
         service.wait(timeout=30)

@@ -15,23 +15,11 @@ import psutil
 import pytest
 
 from cineamate.common.settings import SERVICE_NAMES
-from cineamate.stack.testing import ADMIN, run_cli
+from cineamate.stack.testing import ADMIN, run_cli, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 READY_WITHIN_SECONDS = 30
-
-
-def _wait_ready(url: str, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout} s")
 
 
 def _platform_processes(root: psutil.Process) -> list[psutil.Process]:
@@ -58,7 +46,7 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, isolate
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{ports['gateway']}/readyz", READY_WITHIN_SECONDS)
+        wait_for_status(f"http://127.0.0.1:{ports['gateway']}/readyz", timeout=READY_WITHIN_SECONDS)
         print(f"platform ready after {time.monotonic() - started:.1f} s")
         for name in SERVICE_NAMES:
             answer = httpx.get(f"http://127.0.0.1:{ports[name]}/readyz", timeout=2)
@@ -110,7 +98,7 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, isolate
         )
         victim.kill()
         victim.wait(10)
-        _wait_ready(f"http://127.0.0.1:{ports['decision']}/readyz", 30)
+        wait_for_status(f"http://127.0.0.1:{ports['decision']}/readyz", timeout=30)
 
         processes = _platform_processes(psutil.Process(platform.pid))
         platform.send_signal(signal.SIGINT)

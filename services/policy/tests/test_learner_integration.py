@@ -28,6 +28,7 @@ from cineamate.stack.testing import (
     read_topic,
     run_cli,
     unique,
+    wait_for_status,
 )
 
 pytestmark = pytest.mark.integration
@@ -136,12 +137,16 @@ async def _produce(bootstrap: str, topic: str, rewards: list[RewardEvent]) -> No
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    """The policy service, started and ready (its learner built)."""
+    service = subprocess.Popen(
         [sys.executable, "-m", "cineamate.cli", "serve", "policy"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    port = env["CINEAMATE_POLICY_PORT"]
+    wait_for_status(f"http://127.0.0.1:{port}/readyz", timeout=60, process=service)
+    return service
 
 
 @pytest.fixture
@@ -255,14 +260,6 @@ def test_state_route_answers_404_for_unknown_experiment_and_policy(learner: Lear
     port = learner.port
     service = _start(learner.env)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
         base = f"http://127.0.0.1:{port}/api/experiments"
         missing = httpx.get(f"{base}/nope/policies/ts/state", headers=READ, timeout=5)
         assert missing.status_code == 404

@@ -21,9 +21,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
@@ -47,6 +48,7 @@ __all__ = [
     "run_cli",
     "stack",
     "unique",
+    "wait_for_status",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -135,6 +137,29 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def wait_for_status(
+    url: str,
+    status: int = 200,
+    timeout: float = 30.0,
+    process: subprocess.Popen[Any] | None = None,
+) -> httpx.Response:
+    """Poll ``url`` until it answers ``status``; fail with the last answer (or the exit)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process exited with {process.returncode} before {url}")
+        try:
+            answer = httpx.get(url, timeout=2.0)
+            if answer.status_code == status:
+                return answer
+            last = f"{answer.status_code} {answer.text}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never answered {status} within {timeout:g} s; last: {last}")
 
 
 def unique(prefix: str) -> str:

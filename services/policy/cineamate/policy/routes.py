@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 
 from cineamate.common.auth import Role, require
-from cineamate.common.errors import NotFound
+from cineamate.common.errors import DependencyUnavailable, NotFound
 from cineamate.policies import ArmState
 from cineamate.policy.models import ArmStateRead, PosteriorRead
 from cineamate.policy.service import PosteriorKey, posterior_means
@@ -17,6 +17,15 @@ from cineamate.policy.store import ExperimentCache, PosteriorStore
 __all__ = ["router"]
 
 router = APIRouter(tags=["policy"], dependencies=[Depends(require(Role.READ))])
+
+
+def _stores(request: Request) -> tuple[ExperimentCache, PosteriorStore]:
+    # The learner builds the stores once the dependencies connect; until then, not ready.
+    experiments: ExperimentCache | None = getattr(request.app.state, "experiments", None)
+    posteriors: PosteriorStore | None = getattr(request.app.state, "posteriors", None)
+    if experiments is None or posteriors is None:
+        raise DependencyUnavailable("the learner is still starting", code="unavailable.starting")
+    return experiments, posteriors
 
 
 @router.get("/api/experiments/{experiment_id}/policies/{variant}/state")
@@ -28,8 +37,7 @@ async def posterior_state(
     sort: Annotated[Literal["arm_id", "pulls", "posterior_mean"], Query()] = "arm_id",
 ) -> PosteriorRead:
     """Per-arm pulls, successes and posterior mean of one variant, and the version."""
-    experiments: ExperimentCache = request.app.state.experiments
-    posteriors: PosteriorStore = request.app.state.posteriors
+    experiments, posteriors = _stores(request)
     experiment = await experiments.get(experiment_id)
     if experiment is None:
         raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
