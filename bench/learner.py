@@ -39,12 +39,17 @@ from redis.asyncio import Redis
 
 from bench._machine import machine_cpu_seconds
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
-from cineamate.common.events import RewardEvent
+from cineamate.common.events import RewardedItem, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import spawn, stop_process
-from cineamate.stack.testing import free_ports, insert_running_experiment, run_cli
+from cineamate.stack.testing import (
+    free_ports,
+    insert_running_experiment,
+    run_cli,
+    topic_environment,
+)
 
 N_ITEMS = 3_706
 # (variant, policy type); the last one is the control.
@@ -99,10 +104,14 @@ def _make_rewards(experiment_id: str, count: int, seed: int) -> _Rewards:
             experiment_id=experiment_id,
             variant=VARIANTS[variant_of[index]][0],
             policy_type=VARIANTS[variant_of[index]][1],
-            item_id=int(items[index]),
-            position=int(positions[index]),
-            propensity=0.1,
-            reward=float(clicks[index]),
+            items=[
+                RewardedItem(
+                    item_id=int(items[index]),
+                    position=int(positions[index]),
+                    propensity=0.1,
+                    reward=float(clicks[index]),
+                )
+            ],
             served_at=now - timedelta(seconds=(count - index) * step + 600),
             rewarded_at=now - timedelta(seconds=(count - index) * step),
         )
@@ -133,8 +142,7 @@ def _cli(env: dict[str, str], *args: str) -> None:
 def _service_env(stack: LocalStack, tag: str) -> dict[str, str]:
     """The service's environment: the stack, topics and group of this run, free ports."""
     env = dict(os.environ) | stack.environment()
-    for topic in ("serves", "clicks", "rewards", "state_updates", "dead_letter"):
-        env[f"CINEAMATE_{topic.upper()}_TOPIC"] = f"{topic.replace('_', '-')}-{tag}"
+    env.update(topic_environment(tag))
     env.update(free_ports())
     # Token checks stay on, as in production; the benchmark reads with its own token.
     env["CINEAMATE_ADMIN_TOKEN"] = secrets.token_hex(16)

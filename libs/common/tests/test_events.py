@@ -17,7 +17,9 @@ from cineamate.common.events import (
     DeadLetter,
     Event,
     ExperimentChanged,
+    LateClick,
     PosteriorUpdate,
+    RewardedItem,
     RewardEvent,
     ServedItem,
     ServeEvent,
@@ -57,20 +59,36 @@ def _click(**changes: Any) -> ClickEvent:
     return ClickEvent(**(fields | changes))
 
 
+_ITEM_FIELDS = ("item_id", "position", "propensity", "reward")
+
+
 def _reward(**changes: Any) -> RewardEvent:
+    """A reward with one item; item fields (item_id, reward, ...) change that item."""
+    item: dict[str, Any] = {"item_id": 10, "position": 0, "propensity": 0.75, "reward": 1.0}
+    item |= {name: changes.pop(name) for name in _ITEM_FIELDS if name in changes}
     fields: dict[str, Any] = {
         "serve_id": "serve-1",
         "experiment_id": "exp-1",
         "variant": "treatment",
         "policy_type": "thompson",
-        "item_id": 10,
-        "position": 0,
-        "propensity": 0.75,
-        "reward": 1.0,
+        "items": [RewardedItem(**item)],
         "served_at": SERVED_AT,
         "rewarded_at": SERVED_AT + timedelta(minutes=30),
     }
     return RewardEvent(**(fields | changes))
+
+
+def _late_click(**changes: Any) -> LateClick:
+    fields: dict[str, Any] = {
+        "serve_id": "serve-1",
+        "experiment_id": "exp-1",
+        "variant": "treatment",
+        "item_id": 10,
+        "user_id": "user-1",
+        "clicked_at": SERVED_AT + timedelta(days=2),
+        "window_closed_at": SERVED_AT + timedelta(days=1),
+    }
+    return LateClick(**(fields | changes))
 
 
 def _posterior(**changes: Any) -> PosteriorUpdate:
@@ -117,6 +135,7 @@ EXAMPLES: dict[str, Callable[..., Event]] = {
     "serve": _serve,
     "click": _click,
     "reward": _reward,
+    "late_click": _late_click,
     "posterior_update": _posterior,
     "experiment_changed": _experiment_changed,
     "dead_letter": _dead_letter,
@@ -160,6 +179,21 @@ def test_event_id_is_the_same_for_equal_events_built_apart(kind: str) -> None:
 
 def test_reward_event_id_is_serve_id_and_item_id() -> None:
     assert _reward(serve_id="s-9", item_id=42).event_id == "s-9:42"
+
+
+def test_a_reward_carries_one_id_per_item() -> None:
+    items = [
+        RewardedItem(item_id=item, position=position, propensity=0.1, reward=0.0)
+        for position, item in enumerate((7, 3, 9))
+    ]
+    reward = _reward(serve_id="s-1", items=items)
+
+    assert reward.reward_ids == ["s-1:7", "s-1:3", "s-1:9"]
+
+
+def test_a_reward_without_items_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="items"):
+        _reward(items=[])
 
 
 def test_redelivered_reward_keeps_its_id_whatever_its_timing_or_value() -> None:
@@ -221,7 +255,7 @@ def test_propensity_outside_unit_interval_is_rejected(propensity: float) -> None
 @pytest.mark.parametrize("propensity", [0.0, 1.0])
 def test_propensity_at_the_interval_bounds_is_accepted(propensity: float) -> None:
     assert ServedItem(item_id=1, position=0, propensity=propensity).propensity == propensity
-    assert _reward(propensity=propensity).propensity == propensity
+    assert _reward(propensity=propensity).items[0].propensity == propensity
 
 
 def test_state_update_adapter_reads_a_posterior_update() -> None:

@@ -184,13 +184,14 @@ def test_describe_shows_required_variables_and_defaults() -> None:
     assert all(doc.description for doc in docs.values())
 
 
-def test_topics_are_the_five_platform_topics_with_configured_partitions(
+def test_topics_are_the_platform_topics_with_configured_partitions(
     service_env: pytest.MonkeyPatch,
 ) -> None:
     service_env.setenv("CINEAMATE_SERVES_TOPIC", "serves-x")
     service_env.setenv("CINEAMATE_SERVES_PARTITIONS", "12")
     service_env.setenv("CINEAMATE_CLICKS_PARTITIONS", "11")
     service_env.setenv("CINEAMATE_REWARDS_PARTITIONS", "7")
+    service_env.setenv("CINEAMATE_LATE_CLICKS_PARTITIONS", "4")
     service_env.setenv("CINEAMATE_STATE_UPDATES_PARTITIONS", "3")
     service_env.setenv("CINEAMATE_DEAD_LETTER_PARTITIONS", "2")
 
@@ -200,6 +201,7 @@ def test_topics_are_the_five_platform_topics_with_configured_partitions(
         TopicSpec("serves-x", 12),
         TopicSpec("clicks", 11),
         TopicSpec("rewards", 7),
+        TopicSpec("late-clicks", 4),
         TopicSpec("state-updates", 3),
         TopicSpec("dead-letter", 2),
     ]

@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from cineamate.common.events import DeadLetter, RewardEvent
+from cineamate.common.events import DeadLetter, RewardedItem, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.testing import (
@@ -50,33 +50,49 @@ async def _create_experiment(database_url: str, experiment_id: str) -> None:
 
 
 def _rewards(experiment_id: str, count: int, seed: int, prefix: str) -> list[RewardEvent]:
+    """Messages carrying ``count`` outcomes in all: 1 to 3 distinct items each, as the
+    reward service sends them (a click's single item, a window's unclicked items)."""
     rng = np.random.default_rng(seed)
-    items = rng.choice(CATALOGUE, size=count)
-    clicks = rng.random(count) < 0.2
-    variants = np.where(rng.random(count) < 0.5, "ts", "control")
-    return [
-        RewardEvent(
-            serve_id=f"{prefix}-{i}",
-            experiment_id=experiment_id,
-            variant=str(variants[i]),
-            policy_type="thompson" if variants[i] == "ts" else "random",
-            item_id=int(items[i]),
-            position=0,
-            propensity=0.1,
-            reward=float(clicks[i]),
-            served_at=BASE_TIME,
-            rewarded_at=BASE_TIME + timedelta(seconds=i % 3600),
+    events = []
+    made = 0
+    while made < count:
+        size = min(int(rng.integers(1, 4)), count - made)
+        items = rng.choice(CATALOGUE, size=size, replace=False)
+        variant = "ts" if rng.random() < 0.5 else "control"
+        events.append(
+            RewardEvent(
+                serve_id=f"{prefix}-{len(events)}",
+                experiment_id=experiment_id,
+                variant=variant,
+                policy_type="thompson" if variant == "ts" else "random",
+                items=[
+                    RewardedItem(
+                        item_id=int(item),
+                        position=position,
+                        propensity=0.1,
+                        reward=float(rng.random() < 0.2),
+                    )
+                    for position, item in enumerate(items)
+                ],
+                served_at=BASE_TIME,
+                rewarded_at=BASE_TIME + timedelta(seconds=made % 3600),
+            )
         )
-        for i in range(count)
-    ]
+        made += size
+    return events
+
+
+def _outcomes(rewards: list[RewardEvent]) -> int:
+    return sum(len(reward.items) for reward in rewards)
 
 
 def _truth(rewards: list[RewardEvent]) -> dict[str, tuple[Counter[int], Counter[int]]]:
     truth: dict[str, tuple[Counter[int], Counter[int]]] = {}
     for reward in rewards:
         pulls, successes = truth.setdefault(reward.variant, (Counter(), Counter()))
-        pulls[reward.item_id] += 1
-        successes[reward.item_id] += int(reward.reward)
+        for item in reward.items:
+            pulls[item.item_id] += 1
+            successes[item.item_id] += int(item.reward)
     return truth
 
 
@@ -225,8 +241,10 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
     good = _rewards(experiment, 100, seed=5, prefix="g")
     unknown_experiment = good[0].model_copy(update={"experiment_id": "nope", "serve_id": "x1"})
     unknown_variant = good[0].model_copy(update={"variant": "ghost", "serve_id": "x2"})
-    unknown_arm = good[0].model_copy(update={"item_id": 999_999, "serve_id": "x3"})
-    out_of_range = orjson.loads(good[0].model_dump_json()) | {"reward": 1.5, "serve_id": "x4"}
+    ghost_item = good[0].items[0].model_copy(update={"item_id": 999_999})
+    unknown_arm = good[0].model_copy(update={"items": [ghost_item], "serve_id": "x3"})
+    out_of_range = orjson.loads(good[0].model_dump_json()) | {"serve_id": "x4"}
+    out_of_range["items"][0]["reward"] = 1.5
 
     service = _start(env)
     try:

@@ -170,6 +170,27 @@ class Dependencies:
     def names(self) -> list[str]:
         return list(self._dependencies)
 
+    @property
+    def producer(self) -> EventProducer:
+        """The process's Kafka producer (the ``kafka`` dependency must be declared)."""
+        kafka = self._dependencies["kafka"]
+        assert isinstance(kafka, KafkaDependency)
+        return kafka.producer
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The PostgreSQL pool (the ``postgres`` dependency must be declared)."""
+        postgres = self._dependencies["postgres"]
+        assert isinstance(postgres, PostgresDependency)
+        return postgres.pool
+
+    @property
+    def redis(self) -> Redis:
+        """The Redis client (the ``redis`` dependency must be declared)."""
+        redis = self._dependencies["redis"]
+        assert isinstance(redis, RedisDependency)
+        return redis.client
+
     def start(self) -> None:
         """Begin connecting every dependency."""
         for name, dependency in self._dependencies.items():

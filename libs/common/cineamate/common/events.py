@@ -6,7 +6,8 @@ any consumer can deduplicate redelivered messages.
 
     serves          ServeEvent          a slate shown to a user, with propensities
     clicks          ClickEvent          a user clicked an item of a serve
-    rewards         RewardEvent         the join of a served item and its clicks
+    rewards         RewardEvent         outcomes of a serve's items (clicked 1, else 0)
+    late-clicks     LateClick           clicks that came after their attribution window
     state-updates   PosteriorUpdate     new arm counts after a learner batch
                     ExperimentChanged   an experiment's configuration changed
     dead-letter     DeadLetter          a message no consumer could process
@@ -36,8 +37,10 @@ __all__ = [
     "DeadLetter",
     "Event",
     "ExperimentChanged",
+    "LateClick",
     "PosteriorUpdate",
     "RewardEvent",
+    "RewardedItem",
     "ServeEvent",
     "ServedItem",
     "StateUpdate",
@@ -146,28 +149,72 @@ class ClickEvent(Event):
         return self.serve_id
 
 
+class RewardedItem(BaseModel):
+    """The outcome of one served item."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item_id: int = Field(description="Arm (movie) id.")
+    position: int = Field(ge=0, description="Rank in the slate, 0 first.")
+    propensity: float = Field(ge=0.0, le=1.0, description="Logged probability of the serve.")
+    reward: float = Field(ge=0.0, le=1.0, description="1 for a click within the window, else 0.")
+
+
 class RewardEvent(Event):
-    """The outcome of one served item: 1 if clicked within the attribution window, else 0."""
+    """Outcomes of items of one serve, decided at the same moment.
+
+    Every served item gets exactly one outcome: a click within the attribution
+    window gives its item 1 at once (one item, ``rewarded_at`` = click time);
+    the window's close gives every item not clicked 0 (``rewarded_at`` = the
+    window's end). ``reward_ids`` are ``serve_id:item_id``, one per outcome,
+    so consumers deduplicate outcomes, whatever message carried them.
+    """
 
     serve_id: str = Field(min_length=1, max_length=64)
     experiment_id: str = Field(min_length=1, max_length=64)
     variant: str = Field(min_length=1, max_length=64)
     policy_type: str = Field(min_length=1, max_length=32)
-    item_id: int
-    position: int = Field(ge=0)
-    propensity: float = Field(ge=0.0, le=1.0)
-    reward: float = Field(ge=0.0, le=1.0)
+    items: list[RewardedItem] = Field(min_length=1, max_length=1000)
     served_at: datetime
     rewarded_at: datetime
 
     @property
     def event_id(self) -> str:
-        return f"{self.serve_id}:{self.item_id}"
+        return f"{self.serve_id}:{self.items[0].item_id}"
+
+    @property
+    def reward_ids(self) -> list[str]:
+        """The deterministic id of each outcome: ``serve_id:item_id``."""
+        return [f"{self.serve_id}:{item.item_id}" for item in self.items]
 
     @property
     def partition_key(self) -> str:
         # One experiment's policy sees its updates in order.
         return f"{self.experiment_id}:{self.variant}"
+
+
+class LateClick(Event):
+    """A click that arrived after its serve's attribution window: counted, never rewarded."""
+
+    serve_id: str = Field(min_length=1, max_length=64)
+    experiment_id: str | None = Field(
+        default=None, description="Unknown when the serve's state has already been pruned."
+    )
+    variant: str | None = None
+    item_id: int
+    user_id: str = Field(min_length=1, max_length=128)
+    clicked_at: datetime
+    window_closed_at: datetime | None = Field(
+        default=None, description="End of the serve's attribution window, when known."
+    )
+
+    @property
+    def event_id(self) -> str:
+        return f"late:{self.serve_id}:{self.item_id}:{self.clicked_at.isoformat()}"
+
+    @property
+    def partition_key(self) -> str:
+        return self.serve_id
 
 
 class PosteriorUpdate(Event):
@@ -245,6 +292,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
     "serve": ServeEvent,
     "click": ClickEvent,
     "reward": RewardEvent,
+    "late_click": LateClick,
     "posterior_update": PosteriorUpdate,
     "experiment_changed": ExperimentChanged,
     "dead_letter": DeadLetter,

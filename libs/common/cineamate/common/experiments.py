@@ -17,6 +17,7 @@ reward join, guardrails, decision engine and analytics read the same rows.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ __all__ = [
     "POLICY_TYPE_NAMES",
     "DecisionCriteria",
     "Experiment",
+    "ExperimentCache",
     "ExperimentConfig",
     "ExperimentStatus",
     "GuardrailThresholds",
@@ -178,3 +180,31 @@ async def fetch_catalogue(pool: asyncpg.Pool, catalogue: list[int] | str) -> lis
         "SELECT item_id FROM catalogue_items WHERE catalogue = $1 ORDER BY item_id", catalogue
     )
     return [row["item_id"] for row in rows]
+
+
+class ExperimentCache:
+    """Experiment configurations and catalogues read from PostgreSQL, kept for a few seconds."""
+
+    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float) -> None:
+        self._pool = pool
+        self._ttl = ttl_seconds
+        self._entries: dict[str, tuple[float, Experiment | None]] = {}
+        self._catalogues: dict[str, list[int]] = {}
+
+    async def get(self, experiment_id: str) -> Experiment | None:
+        now = time.monotonic()
+        cached = self._entries.get(experiment_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        experiment = await fetch_experiment(self._pool, experiment_id)
+        self._entries[experiment_id] = (now, experiment)
+        return experiment
+
+    async def catalogue(self, experiment: Experiment) -> list[int]:
+        """The experiment's arm ids; fixed once the experiment exists, so kept for good."""
+        items = self._catalogues.get(experiment.id)
+        if items is None:
+            items = self._catalogues[experiment.id] = await fetch_catalogue(
+                self._pool, experiment.config.catalogue
+            )
+        return items

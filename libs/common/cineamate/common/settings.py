@@ -109,6 +109,11 @@ class CommonSettings(ProcessSettings):
     rewards_topic: str = setting(
         "rewards", env="CINEAMATE_REWARDS_TOPIC", description="Topic of reward events."
     )
+    late_clicks_topic: str = setting(
+        "late-clicks",
+        env="CINEAMATE_LATE_CLICKS_TOPIC",
+        description="Topic of clicks that came after their attribution window.",
+    )
     state_updates_topic: str = setting(
         "state-updates",
         env="CINEAMATE_STATE_UPDATES_TOPIC",
@@ -129,6 +134,11 @@ class CommonSettings(ProcessSettings):
     )
     rewards_partitions: int = setting(
         6, env="CINEAMATE_REWARDS_PARTITIONS", description="Partitions of the rewards topic."
+    )
+    late_clicks_partitions: int = setting(
+        1,
+        env="CINEAMATE_LATE_CLICKS_PARTITIONS",
+        description="Partitions of the late-clicks topic.",
     )
     state_updates_partitions: int = setting(
         1,
@@ -208,6 +218,7 @@ class CommonSettings(ProcessSettings):
             TopicSpec(self.serves_topic, self.serves_partitions),
             TopicSpec(self.clicks_topic, self.clicks_partitions),
             TopicSpec(self.rewards_topic, self.rewards_partitions),
+            TopicSpec(self.late_clicks_topic, self.late_clicks_partitions),
             TopicSpec(self.state_updates_topic, self.state_updates_partitions),
             TopicSpec(self.dead_letter_topic, self.dead_letter_partitions),
         ]

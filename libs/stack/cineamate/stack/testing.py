@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from cineamate.common.experiments import ExperimentConfig
+from cineamate.common.settings import CommonSettings
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
 from cineamate.stack.services import PROCESS_NAMES, port_variable
@@ -47,6 +48,7 @@ __all__ = [
     "requires_program",
     "run_cli",
     "stack",
+    "topic_environment",
     "unique",
     "wait_for_status",
 ]
@@ -162,6 +164,16 @@ def wait_for_status(
     raise AssertionError(f"{url} never answered {status} within {timeout:g} s; last: {last}")
 
 
+def topic_environment(tag: str) -> dict[str, str]:
+    """Variables naming every platform topic ``<topic>-<tag>``: topics of one's own."""
+    env = {}
+    for field in CommonSettings.model_fields:
+        if field.endswith("_topic"):
+            topic = field.removesuffix("_topic")
+            env[f"CINEAMATE_{topic.upper()}_TOPIC"] = f"{topic.replace('_', '-')}-{tag}"
+    return env
+
+
 def unique(prefix: str) -> str:
     """A name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -210,8 +222,7 @@ def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
     env.update(stack.environment())
     env["DATABASE_URL"] = fresh_database
     tag = uuid.uuid4().hex[:8]
-    for topic in ("serves", "clicks", "rewards", "state_updates", "dead_letter"):
-        env[f"CINEAMATE_{topic.upper()}_TOPIC"] = f"{topic.replace('_', '-')}-{tag}"
+    env.update(topic_environment(tag))
     env.update(free_ports())
     env.update(TEST_TOKENS)
     env["CINEAMATE_LOG_FORMAT"] = "json"

@@ -20,14 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cineamate.common.dependencies import (
-    Dependencies,
-    KafkaDependency,
-    PostgresDependency,
-    RedisDependency,
-)
+from cineamate.common.dependencies import Dependencies
 from cineamate.common.errors import InvalidEvent
 from cineamate.common.events import PosteriorUpdate, RewardEvent, utc_now
+from cineamate.common.experiments import ExperimentCache
 from cineamate.common.kafka import (
     BatchConsumer,
     EventProducer,
@@ -38,9 +34,15 @@ from cineamate.common.kafka import (
     json_decoder,
 )
 from cineamate.policies import ArmState
-from cineamate.policy.service import PosteriorKey, fresh_rewards, group_by_posterior
+from cineamate.policy.service import (
+    Outcome,
+    PosteriorKey,
+    fresh_outcomes,
+    group_by_posterior,
+    outcomes_of,
+)
 from cineamate.policy.settings import PolicySettings
-from cineamate.policy.store import ExperimentCache, PosteriorStore, SnapshotStore, StoredPosterior
+from cineamate.policy.store import PosteriorStore, SnapshotStore, StoredPosterior
 
 __all__ = ["RewardLearner"]
 
@@ -56,21 +58,13 @@ class RewardLearner:
     name = "learner"
 
     def __init__(self, settings: PolicySettings, deps: Dependencies) -> None:
-        kafka = deps["kafka"]
-        postgres = deps["postgres"]
-        redis = deps["redis"]
-        assert isinstance(kafka, KafkaDependency)
-        assert isinstance(postgres, PostgresDependency)
-        assert isinstance(redis, RedisDependency)
         self._settings = settings
-        self._producer: EventProducer = kafka.producer
+        self._producer: EventProducer = deps.producer
         self.posteriors = PosteriorStore(
-            redis.client, dedup_window_seconds=settings.dedup_window_seconds
+            deps.redis, dedup_window_seconds=settings.dedup_window_seconds
         )
-        self.snapshots = SnapshotStore(postgres.pool, keep=settings.snapshots_kept)
-        self.experiments = ExperimentCache(
-            postgres.pool, ttl_seconds=settings.experiment_cache_seconds
-        )
+        self.snapshots = SnapshotStore(deps.pool, keep=settings.snapshots_kept)
+        self.experiments = ExperimentCache(deps.pool, ttl_seconds=settings.experiment_cache_seconds)
         self._consumer = BatchConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topics=[settings.rewards_topic],
@@ -141,27 +135,14 @@ class RewardLearner:
             if stored is None:
                 first_offset = min(record.raw.offset for record in records)
                 stored = await self._rebuild(key, catalogue, partition, first_offset)
-            identities = [(r.event.event_id, r.event.rewarded_at) for r in records]
+            identities = [(o.reward_id, o.rewarded_at) for o in outcomes_of(records)]
             seen = await self.posteriors.seen(key, identities)
-            fresh = fresh_rewards(records, stored.offsets, seen)
-            positions = stored.state.lookup([r.event.item_id for r in fresh])
-            unknown = [
-                Rejected.of(
-                    record,
-                    InvalidEvent(
-                        f"item {record.event.item_id} is not in the catalogue of "
-                        f"{key.experiment_id!r}",
-                        code="invalid.arm",
-                    ),
-                )
-                for record, position in zip(fresh, positions, strict=True)
-                if position < 0
-            ]
-            applied = [r for r, position in zip(fresh, positions, strict=True) if position >= 0]
+            fresh = fresh_outcomes(records, stored.offsets, seen)
+            positions = stored.state.lookup([o.item_id for o in fresh])
+            unknown = _unknown_items(key, fresh, positions)
+            applied = [o for o, position in zip(fresh, positions, strict=True) if position >= 0]
             state = (
-                stored.state.updated(
-                    [r.event.item_id for r in applied], [r.event.reward for r in applied]
-                )
+                stored.state.updated([o.item_id for o in applied], [o.reward for o in applied])
                 if applied
                 else stored.state
             )
@@ -171,7 +152,7 @@ class RewardLearner:
                 expected_version=stored.state.version,
                 state=state,
                 offsets=offsets,
-                consumed=[(r.event.event_id, r.event.rewarded_at) for r in applied],
+                consumed=[(o.reward_id, o.rewarded_at) for o in applied],
             )
             if saved:
                 return _update_of(key, stored.state, state, applied), unknown
@@ -188,10 +169,8 @@ class RewardLearner:
         replayed = 0
         if start < before_offset:
             rewards = await self._read_rewards(partition, start, before_offset, key)
-            fresh = fresh_rewards(rewards, stored.offsets, set())
-            state = stored.state.updated(
-                [r.event.item_id for r in fresh], [r.event.reward for r in fresh]
-            )
+            fresh = fresh_outcomes(rewards, stored.offsets, set())
+            state = stored.state.updated([o.item_id for o in fresh], [o.reward for o in fresh])
             stored = StoredPosterior(state, stored.offsets | {partition: before_offset - 1})
             replayed = len(fresh)
         if not await self.posteriors.save(
@@ -275,8 +254,29 @@ class RewardLearner:
                 _log.exception("snapshot failed; retrying at the next interval")
 
 
+def _unknown_items(
+    key: PosteriorKey, outcomes: list[Outcome], positions: np.ndarray
+) -> list[Rejected]:
+    """One rejection per record with outcomes for items outside the catalogue."""
+    missing: dict[int, tuple[Record[RewardEvent], list[int]]] = {}
+    for outcome, position in zip(outcomes, positions, strict=True):
+        if position < 0:
+            entry = missing.setdefault(id(outcome.record), (outcome.record, []))
+            entry[1].append(outcome.item_id)
+    return [
+        Rejected.of(
+            record,
+            InvalidEvent(
+                f"items {items} are not in the catalogue of {key.experiment_id!r}",
+                code="invalid.arm",
+            ),
+        )
+        for record, items in missing.values()
+    ]
+
+
 def _update_of(
-    key: PosteriorKey, before: ArmState, after: ArmState, applied: list[Record[RewardEvent]]
+    key: PosteriorKey, before: ArmState, after: ArmState, applied: list[Outcome]
 ) -> PosteriorUpdate | None:
     if not applied:
         return None

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from cineamate.common.auth import Role, require
 from cineamate.common.errors import DependencyUnavailable, NotFound
+from cineamate.common.experiments import ExperimentCache
 from cineamate.policies import ArmState
 from cineamate.policy.models import ArmStateRead, PosteriorRead
 from cineamate.policy.service import PosteriorKey, posterior_means
-from cineamate.policy.store import ExperimentCache, PosteriorStore
+from cineamate.policy.store import PosteriorStore
 
 __all__ = ["router"]
 

@@ -1,8 +1,10 @@
 """The learner's logic, free of I/O: group rewards by posterior, filter, apply.
 
-A reward is applied at most once: records at or below the offset already
-folded into the stored state are redeliveries, and a reward id seen before is
-a re-emission by the reward service. What remains updates the arm counts.
+A reward message carries the outcomes of one or more items of a serve, each
+with its id ``serve_id:item_id``. An outcome is applied at most once: records
+at or below the offset already folded into the stored state are redeliveries,
+and an outcome id seen before is a re-emission by the reward service. What
+remains updates the arm counts.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -18,7 +21,14 @@ from cineamate.common.experiments import VariantConfig
 from cineamate.common.kafka import Record
 from cineamate.policies import ArmState
 
-__all__ = ["PosteriorKey", "fresh_rewards", "group_by_posterior", "posterior_means"]
+__all__ = [
+    "Outcome",
+    "PosteriorKey",
+    "fresh_outcomes",
+    "group_by_posterior",
+    "outcomes_of",
+    "posterior_means",
+]
 
 
 @dataclass(frozen=True, order=True)
@@ -38,23 +48,44 @@ def group_by_posterior(
     return {PosteriorKey(*pair): group for pair, group in by_pair.items()}
 
 
-def fresh_rewards(
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One item's reward, with the record that carried it."""
+
+    reward_id: str
+    item_id: int
+    reward: float
+    rewarded_at: datetime
+    record: Record[RewardEvent]
+
+
+def outcomes_of(records: Iterable[Record[RewardEvent]]) -> list[Outcome]:
+    """Every item outcome the records carry, in order."""
+    return [
+        Outcome(f"{event.serve_id}:{item.item_id}", item.item_id, item.reward, event.rewarded_at, r)
+        for r in records
+        for event in (r.event,)
+        for item in event.items
+    ]
+
+
+def fresh_outcomes(
     records: Sequence[Record[RewardEvent]],
     applied_offsets: dict[int, int],
     seen_ids: set[str],
-) -> list[Record[RewardEvent]]:
-    """Records not yet applied: past the stored offset of their partition, id never seen,
-    and the first of any duplicates within the batch."""
+) -> list[Outcome]:
+    """Outcomes not yet applied: in a record past the stored offset of its partition, id
+    never seen, and the first of any duplicates within the batch."""
     fresh = []
     batch_ids: set[str] = set()
-    for record in records:
-        if record.raw.offset <= applied_offsets.get(record.raw.partition, -1):
+    for outcome in outcomes_of(records):
+        raw = outcome.record.raw
+        if raw.offset <= applied_offsets.get(raw.partition, -1):
             continue
-        event_id = record.event.event_id
-        if event_id in seen_ids or event_id in batch_ids:
+        if outcome.reward_id in seen_ids or outcome.reward_id in batch_ids:
             continue
-        batch_ids.add(event_id)
-        fresh.append(record)
+        batch_ids.add(outcome.reward_id)
+        fresh.append(outcome)
     return fresh
 
 

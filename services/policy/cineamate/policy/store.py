@@ -13,7 +13,6 @@ together or not at all.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +24,10 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
-from cineamate.common.experiments import Experiment, fetch_catalogue, fetch_experiment
 from cineamate.policies import ArmState
 from cineamate.policy.service import PosteriorKey
 
-__all__ = ["ExperimentCache", "PosteriorStore", "SnapshotStore", "StoredPosterior"]
+__all__ = ["PosteriorStore", "SnapshotStore", "StoredPosterior"]
 
 _PREFIX = "cineamate:posterior:"
 _SEEN_PREFIX = "cineamate:seen:"
@@ -225,31 +223,3 @@ class SnapshotStore:
         )
         offsets = {int(p): int(o) for p, o in orjson.loads(header["offsets"]).items()}
         return StoredPosterior(state, offsets)
-
-
-class ExperimentCache:
-    """Experiment configurations and catalogues read from PostgreSQL, kept for a few seconds."""
-
-    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float) -> None:
-        self._pool = pool
-        self._ttl = ttl_seconds
-        self._entries: dict[str, tuple[float, Experiment | None]] = {}
-        self._catalogues: dict[str, list[int]] = {}
-
-    async def get(self, experiment_id: str) -> Experiment | None:
-        now = time.monotonic()
-        cached = self._entries.get(experiment_id)
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
-        experiment = await fetch_experiment(self._pool, experiment_id)
-        self._entries[experiment_id] = (now, experiment)
-        return experiment
-
-    async def catalogue(self, experiment: Experiment) -> list[int]:
-        """The experiment's arm ids; fixed once the experiment exists, so kept for good."""
-        items = self._catalogues.get(experiment.id)
-        if items is None:
-            items = self._catalogues[experiment.id] = await fetch_catalogue(
-                self._pool, experiment.config.catalogue
-            )
-        return items

@@ -1,11 +1,12 @@
-"""The reward service's FastAPI app."""
+"""The reward service's FastAPI app: the join worker behind health, readiness and metrics."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from cineamate.common.app import create_service_app
+from cineamate.common.app import WorkerSpec, create_service_app
 from cineamate.common.dependencies import standard_dependencies
+from cineamate.reward.consumer import RewardJoiner
 from cineamate.reward.settings import RewardSettings
 
 __all__ = ["create_app"]
@@ -21,4 +22,5 @@ def create_app(settings: RewardSettings) -> FastAPI:
         dependencies=standard_dependencies(
             settings, client_id=SERVICE_NAME, kafka=True, postgres=True, redis=True
         ),
+        workers=[WorkerSpec("join", lambda deps: RewardJoiner(settings, deps))],
     )

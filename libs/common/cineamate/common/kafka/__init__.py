@@ -8,7 +8,9 @@ from cineamate.common.kafka.consumer import (
     RawRecord,
     Record,
     Rejected,
+    dead_letter_message,
     json_decoder,
+    record_dead_letter,
 )
 from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
 from cineamate.common.kafka.reliable import ReliablePublisher
@@ -24,7 +26,9 @@ __all__ = [
     "Rejected",
     "ReliablePublisher",
     "Spool",
+    "dead_letter_message",
     "ensure_topics",
     "json_decoder",
+    "record_dead_letter",
     "topic_partitions",
 ]

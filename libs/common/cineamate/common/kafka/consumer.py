@@ -44,7 +44,16 @@ from cineamate.common.metrics import (
     DEAD_LETTERS,
 )
 
-__all__ = ["BatchConsumer", "Decoder", "RawRecord", "Record", "Rejected", "json_decoder"]
+__all__ = [
+    "BatchConsumer",
+    "Decoder",
+    "RawRecord",
+    "Record",
+    "Rejected",
+    "dead_letter_message",
+    "json_decoder",
+    "record_dead_letter",
+]
 
 EventT = TypeVar("EventT")
 
@@ -90,6 +99,8 @@ class Rejected:
 
 Decoder = Callable[[bytes | None], EventT]
 BatchHandler = Callable[[list[Record[EventT]]], Awaitable[Sequence[Rejected]]]
+IdleHandler = Callable[[], Awaitable[None]]
+AssignedHandler = Callable[[set[TopicPartition]], None]
 
 
 def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) -> Decoder[EventT]:
@@ -133,6 +144,40 @@ def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) 
     return decode
 
 
+def record_dead_letter(item: Rejected) -> None:
+    """Count and log a record once its dead letter is acknowledged."""
+    DEAD_LETTERS.labels(item.raw.topic, item.code).inc()
+    _log.warning(
+        "dead-lettered",
+        extra={
+            "topic": item.raw.topic,
+            "partition": item.raw.partition,
+            "offset": item.raw.offset,
+            "reason_code": item.code,
+            "reason": item.reason,
+        },
+    )
+
+
+def dead_letter_message(item: Rejected, *, group: str, topic: str) -> OutgoingMessage:
+    """The dead letter of a rejected record: its bytes (truncated if huge), origin and reason."""
+    payload = item.raw.value or b""
+    letter = DeadLetter(
+        source_topic=item.raw.topic,
+        source_partition=item.raw.partition,
+        source_offset=item.raw.offset,
+        consumer_group=group,
+        reason_code=item.code,
+        reason=item.reason,
+        key_b64=base64.b64encode(item.raw.key).decode() if item.raw.key else None,
+        payload_b64=base64.b64encode(payload[:_DEAD_LETTER_PAYLOAD_LIMIT]).decode(),
+        payload_truncated=len(payload) > _DEAD_LETTER_PAYLOAD_LIMIT,
+        payload_size=len(payload),
+        dead_lettered_at=utc_now(),
+    )
+    return OutgoingMessage(topic, letter.model_dump_json().encode(), item.raw.key)
+
+
 class BatchConsumer(Generic[EventT]):
     """Consumer group member that runs fetch, decode, process, dead-letter, commit.
 
@@ -157,6 +202,8 @@ class BatchConsumer(Generic[EventT]):
         poll_timeout_ms: int = 200,
         retry_max_seconds: float = 10.0,
         auto_offset_reset: str = "earliest",
+        on_idle: IdleHandler | None = None,
+        on_assigned: AssignedHandler | None = None,
     ) -> None:
         self._topics = list(topics)
         self._group_id = group_id
@@ -175,6 +222,8 @@ class BatchConsumer(Generic[EventT]):
             auto_offset_reset=auto_offset_reset,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        self._on_idle = on_idle
+        self._on_assigned = on_assigned
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
 
@@ -185,7 +234,12 @@ class BatchConsumer(Generic[EventT]):
         except KafkaError as exc:
             await self._consumer.stop()
             raise DependencyUnavailable(f"kafka: {exc}", code="unavailable.kafka") from exc
-        self._consumer.subscribe(self._topics, listener=_FinishBatchOnRevoke(self._batch_lock))
+        listener = _FinishBatchOnRevoke(self._batch_lock, self._on_assigned)
+        self._consumer.subscribe(self._topics, listener=listener)
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member holds now."""
+        return set(self._consumer.assignment())
 
     def request_stop(self) -> None:
         """Ask the loop to finish its batch and return."""
@@ -204,6 +258,7 @@ class BatchConsumer(Generic[EventT]):
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_records
             )
             if not fetched:
+                await self._idle()
                 continue
             async with self._batch_lock:
                 try:
@@ -211,6 +266,18 @@ class BatchConsumer(Generic[EventT]):
                 except _Abandoned:
                     # Stopping while a dependency is down: leave the batch uncommitted.
                     return
+
+    async def _idle(self) -> None:
+        # A poll with nothing to fetch: time-driven work (closing windows) runs here.
+        if self._on_idle is None:
+            return
+        async with self._batch_lock:
+            try:
+                await self._on_idle()
+            except DependencyUnavailable as exc:
+                _log.warning("idle work failed", extra={"group": self._group_id, "error": str(exc)})
+            except Exception:
+                _log.exception("idle work error", extra={"group": self._group_id})
 
     async def _process_batch(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
@@ -283,36 +350,10 @@ class BatchConsumer(Generic[EventT]):
         messages = [self._envelope(item) for item in rejected]
         await self._retrying(lambda: _send_all(self._dead_letters, messages))
         for item in rejected:
-            DEAD_LETTERS.labels(item.raw.topic, item.code).inc()
-            _log.warning(
-                "dead-lettered",
-                extra={
-                    "topic": item.raw.topic,
-                    "partition": item.raw.partition,
-                    "offset": item.raw.offset,
-                    "reason_code": item.code,
-                    "reason": item.reason,
-                },
-            )
+            record_dead_letter(item)
 
     def _envelope(self, item: Rejected) -> OutgoingMessage:
-        payload = item.raw.value or b""
-        letter = DeadLetter(
-            source_topic=item.raw.topic,
-            source_partition=item.raw.partition,
-            source_offset=item.raw.offset,
-            consumer_group=self._group_id,
-            reason_code=item.code,
-            reason=item.reason,
-            key_b64=base64.b64encode(item.raw.key).decode() if item.raw.key else None,
-            payload_b64=base64.b64encode(payload[:_DEAD_LETTER_PAYLOAD_LIMIT]).decode(),
-            payload_truncated=len(payload) > _DEAD_LETTER_PAYLOAD_LIMIT,
-            payload_size=len(payload),
-            dead_lettered_at=utc_now(),
-        )
-        return OutgoingMessage(
-            self._dead_letter_topic, letter.model_dump_json().encode(), item.raw.key
-        )
+        return dead_letter_message(item, group=self._group_id, topic=self._dead_letter_topic)
 
     async def _commit(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
@@ -347,12 +388,14 @@ async def _send_all(producer: EventProducer, messages: list[OutgoingMessage]) ->
 class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets the batch in flight commit before its partitions move to another member."""
 
-    def __init__(self, batch_lock: asyncio.Lock) -> None:
+    def __init__(self, batch_lock: asyncio.Lock, on_assigned: AssignedHandler | None) -> None:
         self._batch_lock = batch_lock
+        self._on_assigned = on_assigned
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._batch_lock:
             return
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return
+        if self._on_assigned is not None:
+            self._on_assigned(set(assigned))
