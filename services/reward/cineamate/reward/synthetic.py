@@ -1,0 +1,109 @@
+"""Serve and click streams with a known answer, for tests, benchmarks and smoke checks.
+
+Serves are spaced evenly in event time; each served item is clicked with a
+given probability somewhere inside the window (and sometimes clicked again:
+a duplicate); now and then an unclicked item is clicked after the window (a
+late click). The stream is in event-time order, as a live stream would be,
+and ``outcomes`` says which reward every served item must end with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from cineamate.common.events import ClickEvent, ServedItem, ServeEvent
+
+__all__ = ["Stream", "generate"]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Events in event-time order and what the join must make of them."""
+
+    events: list[ServeEvent | ClickEvent]
+    outcomes: dict[str, float]  # reward id (serve_id:item_id) -> 1.0 or 0.0
+    variant_of: dict[str, str]  # serve id -> variant
+    late_clicks: int
+    duplicate_clicks: int
+
+    @property
+    def serves(self) -> int:
+        return sum(isinstance(event, ServeEvent) for event in self.events)
+
+
+def generate(
+    experiment_id: str,
+    *,
+    serves: int,
+    variants: tuple[str, ...],
+    catalogue: list[int],
+    start: datetime,
+    window: timedelta,
+    spacing: timedelta,
+    slate_size: int = 10,
+    click_rate: float = 0.05,
+    duplicate_rate: float = 0.1,
+    late_rate: float = 0.02,
+    seed: int = 0,
+    prefix: str = "s",
+) -> Stream:
+    """``serves`` serves of ``slate_size`` distinct items from ``catalogue``, and their clicks."""
+    rng = np.random.default_rng(seed)
+    timed: list[tuple[datetime, int, ServeEvent | ClickEvent]] = []
+    outcomes: dict[str, float] = {}
+    variant_of: dict[str, str] = {}
+    late = duplicates = 0
+    for index in range(serves):
+        serve_id = f"{prefix}{index}"
+        served_at = start + spacing * index
+        variant = variants[int(rng.integers(len(variants)))]
+        items = rng.choice(catalogue, size=slate_size, replace=False).tolist()
+        user = f"u{int(rng.integers(1_000_000))}"
+        timed.append(
+            (
+                served_at,
+                len(timed),
+                ServeEvent(
+                    serve_id=serve_id,
+                    experiment_id=experiment_id,
+                    variant=variant,
+                    policy_type="random",
+                    user_id=user,
+                    items=[
+                        ServedItem(item_id=item, position=position, propensity=0.1)
+                        for position, item in enumerate(items)
+                    ],
+                    state_version=0,
+                    latency_ms=1.0,
+                    served_at=served_at,
+                ),
+            )
+        )
+        variant_of[serve_id] = variant
+        clicked = rng.random(slate_size) < click_rate
+        for item, hit in zip(items, clicked, strict=True):
+            outcomes[f"{serve_id}:{item}"] = float(hit)
+            if not hit:
+                continue
+            times = [rng.uniform(0.0, 0.8)]
+            if rng.random() < duplicate_rate:
+                times.append(rng.uniform(times[0], 0.9))
+                duplicates += 1
+            for fraction in times:
+                clicked_at = served_at + window * fraction
+                click = ClickEvent(
+                    serve_id=serve_id, item_id=item, user_id=user, clicked_at=clicked_at
+                )
+                timed.append((clicked_at, len(timed), click))
+        unclicked = [item for item, hit in zip(items, clicked, strict=True) if not hit]
+        if unclicked and rng.random() < late_rate:
+            clicked_at = served_at + window * rng.uniform(1.2, 2.0)
+            item = unclicked[int(rng.integers(len(unclicked)))]
+            click = ClickEvent(serve_id=serve_id, item_id=item, user_id=user, clicked_at=clicked_at)
+            timed.append((clicked_at, len(timed), click))
+            late += 1
+    timed.sort(key=lambda entry: (entry[0], entry[1]))
+    return Stream([event for _, _, event in timed], outcomes, variant_of, late, duplicates)

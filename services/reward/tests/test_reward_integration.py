@@ -1,0 +1,281 @@
+"""The reward service against the real broker, PostgreSQL and Redis.
+
+100,000 serves and clicks with a known answer go through the service while it
+is SIGKILLed twice at random moments and restarted; the rewards it emits,
+deduplicated by id, are exactly the expected ones. Bad messages are
+dead-lettered with their reason and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from cineamate.common.events import (
+    ClickEvent,
+    DeadLetter,
+    LateClick,
+    RewardEvent,
+    ServedItem,
+    ServeEvent,
+)
+from cineamate.common.experiments import ExperimentConfig, VariantConfig
+from cineamate.common.kafka import EventProducer, OutgoingMessage
+from cineamate.reward.synthetic import Stream, generate
+from cineamate.stack.testing import (
+    insert_running_experiment,
+    read_topic,
+    run_cli,
+    unique,
+    wait_for_status,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CATALOGUE = list(range(1, 201))
+WINDOW = timedelta(seconds=5)
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Joiner:
+    """A reward service environment with one running experiment."""
+
+    env: dict[str, str]
+    experiment_id: str
+    logs: Path
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with (self.logs / f"reward-{time.monotonic_ns()}.log").open("wb") as log:
+            service = subprocess.Popen(
+                [sys.executable, "-m", "cineamate.cli", "serve", "reward"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        port = self.env["CINEAMATE_REWARD_PORT"]
+        wait_for_status(f"http://127.0.0.1:{port}/readyz", timeout=60, process=service)
+        return service
+
+    @property
+    def bootstrap(self) -> str:
+        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    def topic(self, name: str) -> str:
+        return self.env[f"CINEAMATE_{name.upper()}_TOPIC"]
+
+
+@pytest.fixture
+def joiner(isolated_env: dict[str, str], tmp_path: Path) -> Joiner:
+    experiment_id = unique("exp")
+    env = dict(isolated_env) | {
+        "CINEAMATE_SERVES_PARTITIONS": "3",
+        "CINEAMATE_CLICKS_PARTITIONS": "3",
+        "CINEAMATE_REWARD_CONSUMER_GROUP": unique("reward"),
+        "CINEAMATE_REWARD_IDLE_AFTER_SECONDS": "3",
+        "CINEAMATE_REWARD_ALLOWED_LATENESS_SECONDS": "1",
+        "CINEAMATE_REWARD_CLICK_GRACE_SECONDS": "2",
+        "CINEAMATE_MAX_MESSAGE_BYTES": "8192",
+    }
+    for command in ("migrate", "topics"):
+        done = run_cli(env, command)
+        assert done.returncode == 0, done.stderr
+    config = ExperimentConfig(
+        name="reward test",
+        catalogue=CATALOGUE,
+        reward_window_hours=WINDOW.total_seconds() / 3600,
+        policies=[
+            VariantConfig(name="ts", type="thompson"),
+            VariantConfig(name="control", type="random", control=True),
+        ],
+    )
+    asyncio.run(insert_running_experiment(env["DATABASE_URL"], experiment_id, config))
+    return Joiner(env, experiment_id, tmp_path)
+
+
+async def _produce(bootstrap: str, messages: list[OutgoingMessage]) -> None:
+    producer = EventProducer(bootstrap, client_id="test")
+    await producer.start()
+    try:
+        await producer.send_many(messages)
+    finally:
+        await producer.stop()
+
+
+def _messages(joiner: Joiner, events: list[ServeEvent | ClickEvent]) -> list[OutgoingMessage]:
+    serves, clicks = joiner.topic("serves"), joiner.topic("clicks")
+    return [
+        OutgoingMessage.of(serves if isinstance(event, ServeEvent) else clicks, event)
+        for event in events
+    ]
+
+
+async def _collect(
+    bootstrap: str, topic: str, *, expected_ids: int, timeout: float
+) -> dict[str, list[float]]:
+    """Every outcome on the rewards topic by id (all values seen), once ``expected_ids``
+    distinct ids arrived and a little longer, so anything extra would show."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    seen: dict[str, list[float]] = defaultdict(list)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout
+        settle_until = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    reward = RewardEvent.model_validate_json(message.value)
+                    for reward_id, item in zip(reward.reward_ids, reward.items, strict=True):
+                        seen[reward_id].append(item.reward)
+            if len(seen) >= expected_ids and settle_until is None:
+                settle_until = time.monotonic() + 3.0
+            if settle_until is not None and time.monotonic() > settle_until:
+                break
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def _per_arm(outcomes: dict[str, float], stream: Stream) -> Counter[tuple[str, int, float]]:
+    counts: Counter[tuple[str, int, float]] = Counter()
+    for reward_id, value in outcomes.items():
+        serve_id, item = reward_id.rsplit(":", 1)
+        counts[(stream.variant_of[serve_id], int(item), value)] += 1
+    return counts
+
+
+async def test_rewards_are_exact_after_two_kills(joiner: Joiner) -> None:
+    stream = generate(
+        joiner.experiment_id,
+        serves=60_000,
+        variants=("ts", "control"),
+        catalogue=CATALOGUE,
+        start=START,
+        window=WINDOW,
+        spacing=timedelta(milliseconds=10),
+        slate_size=5,
+        click_rate=0.12,
+        seed=7,
+    )
+    assert len(stream.events) >= 95_000
+    await _produce(joiner.bootstrap, _messages(joiner, stream.events))
+
+    chance = random.Random(11)
+    service = joiner.start()
+    try:
+        for _ in range(2):
+            await asyncio.sleep(chance.uniform(0.5, 4.0))
+            service.send_signal(signal.SIGKILL)
+            service.wait(10)
+            service = joiner.start()
+        seen = await _collect(
+            joiner.bootstrap,
+            joiner.topic("rewards"),
+            expected_ids=len(stream.outcomes),
+            timeout=240,
+        )
+        late = await read_topic(
+            joiner.bootstrap, joiner.topic("late_clicks"), LateClick, expected=stream.late_clicks
+        )
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+
+    conflicting = {reward_id: values for reward_id, values in seen.items() if len(set(values)) > 1}
+    assert conflicting == {}
+    outcomes = {reward_id: values[0] for reward_id, values in seen.items()}
+    assert set(outcomes) == set(stream.outcomes)
+    assert _per_arm(outcomes, stream) == _per_arm(stream.outcomes, stream)
+    assert outcomes == stream.outcomes
+    assert len({click.event_id for click in late}) == stream.late_clicks
+
+
+async def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(joiner: Joiner) -> None:
+    stream = generate(
+        joiner.experiment_id,
+        serves=200,
+        variants=("ts", "control"),
+        catalogue=CATALOGUE,
+        start=START,
+        window=WINDOW,
+        spacing=timedelta(milliseconds=50),
+        slate_size=5,
+        click_rate=0.2,
+        late_rate=0.0,
+        seed=3,
+    )
+    first = stream.events[0]
+    assert isinstance(first, ServeEvent)
+    unknown_experiment = first.model_copy(
+        update={"serve_id": "x-experiment", "experiment_id": "nope"}
+    )
+    oversized = first.model_copy(
+        update={
+            "serve_id": "x-huge",
+            "items": [ServedItem(item_id=i, position=i, propensity=0.5) for i in range(400)],
+        }
+    )
+    off_slate = ClickEvent(
+        serve_id=first.serve_id, item_id=10_000, user_id="u", clicked_at=first.served_at
+    )
+    orphan = ClickEvent(serve_id="never-served", item_id=1, user_id="u", clicked_at=START)
+    serves, clicks = joiner.topic("serves"), joiner.topic("clicks")
+
+    raw = AIOKafkaProducer(bootstrap_servers=joiner.bootstrap)
+    await raw.start()
+    try:
+        await raw.send_and_wait(serves, b"\x00not json", key=b"x-garbage")
+        wrong_version = orjson.loads(first.model_dump_json()) | {"schema_version": 9}
+        await raw.send_and_wait(serves, orjson.dumps(wrong_version), key=b"x-version")
+    finally:
+        await raw.stop()
+    bad = [
+        OutgoingMessage.of(serves, unknown_experiment),
+        OutgoingMessage.of(serves, oversized),
+        OutgoingMessage.of(clicks, orphan),
+    ]
+    await _produce(joiner.bootstrap, bad + _messages(joiner, stream.events))
+    await _produce(joiner.bootstrap, [OutgoingMessage.of(clicks, off_slate)])
+
+    service = joiner.start()
+    try:
+        seen = await _collect(
+            joiner.bootstrap,
+            joiner.topic("rewards"),
+            expected_ids=len(stream.outcomes),
+            timeout=120,
+        )
+        letters = await read_topic(
+            joiner.bootstrap, joiner.topic("dead_letter"), DeadLetter, expected=6, timeout=60
+        )
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+
+    assert {reward_id: values[0] for reward_id, values in seen.items()} == stream.outcomes
+    assert sorted(letter.reason_code for letter in letters) == [
+        "invalid.click_item",
+        "invalid.click_orphan",
+        "invalid.experiment",
+        "invalid.json",
+        "invalid.schema_version",
+        "invalid.too_large",
+    ]
+    orphaned = next(letter for letter in letters if letter.reason_code == "invalid.click_orphan")
+    assert ClickEvent.model_validate_json(orphaned.payload()).serve_id == "never-served"
