@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,10 +24,11 @@ from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.testing import (
     READ,
     insert_running_experiment,
+    provision,
     read_topic,
-    run_cli,
+    start_service,
+    stop_service,
     unique,
-    wait_for_status,
 )
 
 pytestmark = pytest.mark.integration
@@ -102,6 +102,7 @@ class Learner:
 
     env: dict[str, str]
     experiment_id: str
+    logs: Path
 
     @property
     def port(self) -> int:
@@ -152,32 +153,17 @@ async def _produce(bootstrap: str, topic: str, rewards: list[RewardEvent]) -> No
         await producer.stop()
 
 
-def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """The policy service, started and ready (its learner built)."""
-    service = subprocess.Popen(
-        [sys.executable, "-m", "cineamate.cli", "serve", "policy"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    port = env["CINEAMATE_POLICY_PORT"]
-    wait_for_status(f"http://127.0.0.1:{port}/readyz", timeout=60, process=service)
-    return service
-
-
 @pytest.fixture
-def learner(isolated_env: dict[str, str]) -> Learner:
+def learner(isolated_env: dict[str, str], tmp_path: Path) -> Learner:
     # Redis is shared by the session: an id of its own keeps this test's posteriors apart.
     experiment_id = unique("exp")
     env = dict(isolated_env) | {
         "CINEAMATE_REWARDS_PARTITIONS": "3",
         "CINEAMATE_POLICY_SNAPSHOT_INTERVAL_SECONDS": "1",
     }
-    for command in ("migrate", "topics"):
-        done = run_cli(env, command)
-        assert done.returncode == 0, done.stderr
+    provision(env)
     asyncio.run(_create_experiment(env["DATABASE_URL"], experiment_id))
-    return Learner(env, experiment_id)
+    return Learner(env, experiment_id, tmp_path)
 
 
 async def test_rewards_count_once_survive_a_kill_and_rebuild_after_redis_loss(
@@ -187,7 +173,7 @@ async def test_rewards_count_once_survive_a_kill_and_rebuild_after_redis_loss(
     bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["CINEAMATE_REWARDS_TOPIC"]
     first = _rewards(experiment, 20_000, seed=1, prefix="a")
 
-    service = _start(env)
+    service = start_service(env, "policy", learner.logs)
     try:
         await _produce(bootstrap, topic, first)
         # Kill the learner mid-stream: the batch between its Redis write and its commit
@@ -202,7 +188,7 @@ async def test_rewards_count_once_survive_a_kill_and_rebuild_after_redis_loss(
             await asyncio.sleep(0.05)
         service.send_signal(signal.SIGKILL)
         service.wait(10)
-        service = _start(env)
+        service = start_service(env, "policy", learner.logs)
         _wait_total(learner, 20_000)
         _assert_counts(learner, _truth(first))
 
@@ -231,8 +217,7 @@ async def test_rewards_count_once_survive_a_kill_and_rebuild_after_redis_loss(
         _wait_total(learner, 23_500)
         _assert_counts(learner, _truth(first + second + third + fourth))
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        stop_service(service)
 
 
 async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Learner) -> None:
@@ -246,7 +231,7 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
     out_of_range = orjson.loads(good[0].model_dump_json()) | {"serve_id": "x4"}
     out_of_range["items"][0]["reward"] = 1.5
 
-    service = _start(env)
+    service = start_service(env, "policy", learner.logs)
     try:
         raw = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await raw.start()
@@ -263,8 +248,7 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
             bootstrap, env["CINEAMATE_DEAD_LETTER_TOPIC"], DeadLetter, expected=5
         )
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        stop_service(service)
     assert sorted(letter.reason_code for letter in letters) == [
         "invalid.arm",
         "invalid.experiment",
@@ -276,7 +260,7 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
 
 def test_state_route_answers_404_for_unknown_experiment_and_policy(learner: Learner) -> None:
     port = learner.port
-    service = _start(learner.env)
+    service = start_service(learner.env, "policy", learner.logs)
     try:
         base = f"http://127.0.0.1:{port}/api/experiments"
         missing = httpx.get(f"{base}/nope/policies/ts/state", headers=READ, timeout=5)
@@ -296,5 +280,4 @@ def test_state_route_answers_404_for_unknown_experiment_and_policy(learner: Lear
         assert body["version"] == 0 and len(body["arms"]) == 5
         assert all(arm["posterior_mean"] == 0.5 for arm in body["arms"])
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        stop_service(service)

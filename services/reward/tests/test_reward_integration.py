@@ -12,7 +12,6 @@ import asyncio
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -36,10 +35,11 @@ from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.reward.synthetic import Stream, generate
 from cineamate.stack.testing import (
     insert_running_experiment,
+    provision,
     read_topic,
-    run_cli,
+    start_service,
+    stop_service,
     unique,
-    wait_for_status,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,16 +58,7 @@ class Joiner:
     logs: Path
 
     def start(self) -> subprocess.Popen[bytes]:
-        with (self.logs / f"reward-{time.monotonic_ns()}.log").open("wb") as log:
-            service = subprocess.Popen(
-                [sys.executable, "-m", "cineamate.cli", "serve", "reward"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        port = self.env["CINEAMATE_REWARD_PORT"]
-        wait_for_status(f"http://127.0.0.1:{port}/readyz", timeout=60, process=service)
-        return service
+        return start_service(self.env, "reward", self.logs)
 
     @property
     def bootstrap(self) -> str:
@@ -89,9 +80,7 @@ def joiner(isolated_env: dict[str, str], tmp_path: Path) -> Joiner:
         "CINEAMATE_REWARD_CLICK_GRACE_SECONDS": "2",
         "CINEAMATE_MAX_MESSAGE_BYTES": "8192",
     }
-    for command in ("migrate", "topics"):
-        done = run_cli(env, command)
-        assert done.returncode == 0, done.stderr
+    provision(env)
     config = ExperimentConfig(
         name="reward test",
         catalogue=CATALOGUE,
@@ -194,8 +183,7 @@ async def test_rewards_are_exact_after_two_kills(joiner: Joiner) -> None:
             joiner.bootstrap, joiner.topic("late_clicks"), LateClick, expected=stream.late_clicks
         )
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        stop_service(service)
 
     conflicting = {reward_id: values for reward_id, values in seen.items() if len(set(values)) > 1}
     assert conflicting == {}
@@ -265,8 +253,7 @@ async def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(joiner: Joi
             joiner.bootstrap, joiner.topic("dead_letter"), DeadLetter, expected=6, timeout=60
         )
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        stop_service(service)
 
     assert {reward_id: values[0] for reward_id, values in seen.items()} == stream.outcomes
     assert sorted(letter.reason_code for letter in letters) == [

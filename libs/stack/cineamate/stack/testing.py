@@ -44,10 +44,13 @@ __all__ = [
     "fresh_database",
     "insert_running_experiment",
     "isolated_env",
+    "provision",
     "read_topic",
     "requires_program",
     "run_cli",
     "stack",
+    "start_service",
+    "stop_service",
     "topic_environment",
     "unique",
     "wait_for_status",
@@ -162,6 +165,46 @@ def wait_for_status(
             last = repr(exc)
         time.sleep(0.1)
     raise AssertionError(f"{url} never answered {status} within {timeout:g} s; last: {last}")
+
+
+def provision(env: dict[str, str]) -> None:
+    """``cineamate migrate`` and ``cineamate topics`` for ``env``'s database and topics."""
+    for command in ("migrate", "topics"):
+        done = run_cli(env, command)
+        assert done.returncode == 0, f"cineamate {command}: {done.stderr}"
+
+
+def start_service(
+    env: dict[str, str], name: str, logs: Path, *, timeout: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """``cineamate serve NAME`` with ``env``, logging under ``logs``, once its /readyz is 200."""
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{name}-{time.monotonic_ns()}.log").open("wb") as log:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "cineamate.cli", "serve", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    port = env[port_variable(name)]
+    try:
+        wait_for_status(f"http://127.0.0.1:{port}/readyz", timeout=timeout, process=service)
+    except AssertionError:
+        service.kill()
+        service.wait(10)
+        raise
+    return service
+
+
+def stop_service(service: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within 30 s."""
+    if service.poll() is None:
+        service.terminate()
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(10)
 
 
 def topic_environment(tag: str) -> dict[str, str]:
