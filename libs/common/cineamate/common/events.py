@@ -175,6 +175,10 @@ class RewardEvent(Event):
     variant: str = Field(min_length=1, max_length=64)
     policy_type: str = Field(min_length=1, max_length=32)
     items: list[RewardedItem] = Field(min_length=1, max_length=1000)
+    user_id: str | None = Field(default=None, max_length=128, description="As on the serve.")
+    cohort: dict[str, str] = Field(
+        default_factory=dict, description="The serve's cohort attributes, for cohort analytics."
+    )
     served_at: datetime
     rewarded_at: datetime
 

@@ -251,6 +251,8 @@ class RewardJoiner:
             served_at + window,
             tuple((item.item_id, item.position, item.propensity) for item in serve.items),
             raw,
+            serve.user_id,
+            tuple(sorted(serve.cohort.items())),
         )
 
     def _messages(self, result: JoinResult) -> list[OutgoingMessage]:
@@ -302,6 +304,8 @@ def _reward_message(topic: str, reward: RewardOut) -> OutgoingMessage:
                 for item, position, propensity in reward.items
                 for r in (reward.reward,)
             ],
+            "user_id": serve.user_id or None,
+            "cohort": dict(serve.cohort),
             "served_at": _isoformat(serve.served_at),
             "rewarded_at": _isoformat(reward.rewarded_at),
         }

@@ -60,6 +60,8 @@ class ServeIn:
     window_end: int
     items: tuple[SlateItem, ...]
     source: RawRecord
+    user_id: str = ""
+    cohort: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ class PendingServe:
     window_end: int
     items: tuple[SlateItem, ...]
     clicked: list[int] = field(default_factory=list)
+    user_id: str = ""
+    cohort: tuple[tuple[str, str], ...] = ()
 
     def item(self, item_id: int) -> SlateItem | None:
         return next((entry for entry in self.items if entry[0] == item_id), None)
@@ -202,6 +206,8 @@ def _serve(state: JoinState, event: ServeIn, result: JoinResult) -> None:
         event.served_at,
         event.window_end,
         event.items,
+        user_id=event.user_id,
+        cohort=event.cohort,
     )
     state.open(serve)
     for click in state.release(event.serve_id):

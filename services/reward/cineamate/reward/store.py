@@ -167,15 +167,28 @@ def _encode_serve(serve: PendingServe) -> bytes:
             serve.window_end,
             serve.items,
             serve.clicked,
+            serve.user_id,
+            serve.cohort,
         ]
     )
 
 
 def _decode_serve(serve_id: str, blob: bytes) -> PendingServe:
-    experiment, variant, policy, served_at, window_end, items, clicked = orjson.loads(blob)
+    experiment, variant, policy, served_at, window_end, items, clicked, user, cohort = orjson.loads(
+        blob
+    )
     slate: tuple[SlateItem, ...] = tuple((int(i), int(p), float(q)) for i, p, q in items)
     return PendingServe(
-        serve_id, experiment, variant, policy, served_at, window_end, slate, list(clicked)
+        serve_id,
+        experiment,
+        variant,
+        policy,
+        served_at,
+        window_end,
+        slate,
+        list(clicked),
+        user,
+        tuple((str(k), str(v)) for k, v in cohort),
     )
 
 
