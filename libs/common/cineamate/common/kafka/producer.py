@@ -6,9 +6,15 @@ Two ways to send:
   acknowledged every message. Consumers use them for their outputs and dead
   letters, because they may only commit their input once the output is safe.
 * ``publish(...)`` returns at once: the message joins a bounded in-process
-  buffer that a background task hands to the broker in linger-sized batches.
-  Request paths use it so that no answer waits for the broker. It returns
-  False when the buffer is full; the caller decides what to do (spool, count).
+  buffer that a background task hands to the broker every
+  ``publish_interval_ms``, as one record batch per partition. Request paths use
+  it so that no answer waits for the broker. It returns False when the buffer
+  is full; the caller decides what to do (spool, count).
+
+Handing published messages over in batches is what makes them cheap: one
+``send()`` per message costs a future, a callback and a partitioner call each,
+and a short linger sends a produce request every few milliseconds. Messages
+keep the partition ``send()`` would give them (aiokafka's default partitioner).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from cineamate.common.errors import DependencyUnavailable
 from cineamate.common.events import Event, encode
@@ -61,6 +68,8 @@ class EventProducer:
         max_batch_bytes: int = 262_144,
         buffer_limit: int = 100_000,
         request_timeout_ms: int = 10_000,
+        publish_interval_ms: int = 50,
+        handover_timeout_ms: int = 1_000,
         on_undelivered: Callable[[OutgoingMessage], None] | None = None,
     ) -> None:
         # Built in start(): an aiokafka producer binds to the running event loop.
@@ -77,6 +86,11 @@ class EventProducer:
         self.on_undelivered = on_undelivered
         self._buffer: asyncio.Queue[OutgoingMessage] = asyncio.Queue(maxsize=buffer_limit)
         self._drainer: asyncio.Task[None] | None = None
+        self._publish_interval = publish_interval_ms / 1000
+        # A hand-over waits while the partition's previous batch is still undrained; past
+        # this, the broker is not keeping up and the messages count as undelivered.
+        self._handover_timeout = handover_timeout_ms / 1000
+        self._partitioner = DefaultPartitioner()
 
     @property
     def client(self) -> object:
@@ -141,7 +155,6 @@ class EventProducer:
             self._buffer.put_nowait(message)
         except asyncio.QueueFull:
             return False
-        PRODUCER_BUFFERED.set(self._buffer.qsize())
         return True
 
     async def flush(self) -> None:
@@ -150,23 +163,78 @@ class EventProducer:
         await self._started().flush()
 
     async def _drain(self) -> None:
+        buffer = self._buffer
         while True:
-            message = await self._buffer.get()
+            messages = [await buffer.get()]
+            # Let an interval's messages gather, so that they leave as a few batches.
+            await asyncio.sleep(self._publish_interval)
+            while not buffer.empty():
+                messages.append(buffer.get_nowait())
+            PRODUCER_BUFFERED.set(len(messages))
             try:
-                future = await self._started().send(message.topic, message.value, message.key)
-                future.add_done_callback(lambda f, m=message: self._delivered(f, m))
-            except KafkaError as exc:
-                _log.warning("publish failed", extra={"topic": message.topic, "error": str(exc)})
-                self._undelivered(message)
+                await self._hand_over(messages)
             finally:
-                self._buffer.task_done()
-                PRODUCER_BUFFERED.set(self._buffer.qsize())
+                for _ in messages:
+                    buffer.task_done()
+                PRODUCER_BUFFERED.set(buffer.qsize())
 
-    def _delivered(self, future: asyncio.Future[object], message: OutgoingMessage) -> None:
+    async def _hand_over(self, messages: list[OutgoingMessage]) -> None:
+        """Give ``messages`` to the producer as one record batch per partition (more when a
+        batch fills up); whatever cannot be handed over counts as undelivered."""
+        producer = self._started()
+        by_partition: dict[tuple[str, int], list[OutgoingMessage]] = {}
+        partitions: dict[str, list[int]] = {}
+        for message in messages:
+            topic = message.topic
+            try:
+                if topic not in partitions:
+                    partitions[topic] = sorted(await producer.partitions_for(topic))
+                every = partitions[topic]
+                partition = self._partitioner(message.key, every, every)
+            except KafkaError as exc:
+                _log.warning("publish failed", extra={"topic": topic, "error": str(exc)})
+                self._undelivered(message)
+                continue
+            by_partition.setdefault((topic, partition), []).append(message)
+        for (topic, partition), group in by_partition.items():
+            batch = producer.create_batch()
+            included: list[OutgoingMessage] = []
+            for message in group:
+                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                    if included:
+                        await self._send_batch(batch, topic, partition, included)
+                        batch, included = producer.create_batch(), []
+                    if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                        _log.warning("message larger than a batch", extra={"topic": topic})
+                        self._undelivered(message)
+                        continue
+                included.append(message)
+            if included:
+                await self._send_batch(batch, topic, partition, included)
+
+    async def _send_batch(
+        self, batch: object, topic: str, partition: int, messages: list[OutgoingMessage]
+    ) -> None:
+        try:
+            delivery = await asyncio.wait_for(
+                self._started().send_batch(batch, topic, partition=partition),
+                self._handover_timeout,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            _log.warning("publish failed", extra={"topic": topic, "error": repr(exc)})
+            for message in messages:
+                self._undelivered(message)
+            return
+        delivery.add_done_callback(lambda f: self._delivered(f, topic, messages))
+
+    def _delivered(
+        self, future: asyncio.Future[object], topic: str, messages: list[OutgoingMessage]
+    ) -> None:
         if future.cancelled() or future.exception() is not None:
-            self._undelivered(message)
+            for message in messages:
+                self._undelivered(message)
         else:
-            PRODUCER_SENT.labels(message.topic).inc()
+            PRODUCER_SENT.labels(topic).inc(len(messages))
 
     def _undelivered(self, message: OutgoingMessage) -> None:
         PRODUCER_FAILURES.labels(message.topic).inc()
