@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -53,6 +54,7 @@ DEFAULT_CONNECTIONS = 64
 MAX_PLANNED_REQUESTS = 5_000_000
 _READ_SIZE = 64 * 1024
 _MIN_SLEEP = 0.001
+_RECONNECT_PAUSE = 0.010
 _CLOSED = -1
 _PROTOCOL = -2
 _CONNECT = -3
@@ -120,11 +122,14 @@ async def run_open_loop(config: OpenLoopConfig, request_factory: RequestFactory)
     return await run.execute()
 
 
-_Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
 class _Run:
-    """The state of one run: the pool, the line of due requests, the per-request records."""
+    """The state of one run: the pool, the line of due requests, the per-request records.
+
+    Connections are protocol objects, not stream tasks: a response is parsed in the
+    callback that receives its bytes, and the next request in line is written from
+    there, so a request costs no task switch on either side. Each connection carries
+    one request at a time (no pipelining).
+    """
 
     def __init__(self, config: OpenLoopConfig, request_factory: RequestFactory) -> None:
         self._config = config
@@ -136,25 +141,25 @@ class _Run:
         self._status = [0] * total
         self._found_idle = [False] * total
         self._waiting: deque[tuple[int, bytes]] = deque()
-        self._idle: deque[asyncio.Future[tuple[int, bytes] | None]] = deque()
+        self._idle: list[_Connection] = []
+        self._connections: list[_Connection] = []
+        self._connecting: set[asyncio.Task[None]] = set()
         self._finished = 0
         self._all_finished = asyncio.Event()
         self._closing = False
         self._start = 0.0
         self._ended = math.nan
-        self._writers: list[asyncio.StreamWriter] = []
 
     async def execute(self) -> LoadReport:
         config = self._config
-        connections = await asyncio.gather(
-            *(self._connect() for _ in range(config.connections)), return_exceptions=True
+        opened = await asyncio.gather(
+            *(self._open() for _ in range(config.connections)), return_exceptions=True
         )
-        opened = [c for c in connections if not isinstance(c, BaseException)]
-        failures = [c for c in connections if isinstance(c, BaseException)]
+        failures = [c for c in opened if isinstance(c, BaseException)]
         if failures:
-            await self._stop([])
+            self._stop()
             raise failures[0]
-        workers = [asyncio.create_task(self._work(connection)) for connection in opened]
+        self._idle.extend(c for c in opened if not isinstance(c, BaseException))
         cpu_before = time.process_time()
         self._start = time.perf_counter()
         try:
@@ -167,7 +172,9 @@ class _Run:
         finally:
             wall = time.perf_counter() - self._start
             cpu = time.process_time() - cpu_before
-            await self._stop(workers)
+            self._stop()
+            # Closing completes on the loop; waiting for it leaves no socket to the collector.
+            await asyncio.sleep(0)
         self._ended = self._start + wall
         return build_report(
             target=config.authority,
@@ -179,13 +186,16 @@ class _Run:
             wall_seconds=wall,
         )
 
-    async def _connect(self) -> _Connection:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self._config.host, self._config.port),
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        transport, connection = await asyncio.wait_for(
+            loop.create_connection(lambda: _Connection(self), self._config.host, self._config.port),
             self._config.connect_timeout,
         )
-        self._writers.append(writer)
-        return reader, writer
+        # uvloop may call connection_made only after create_connection has returned.
+        connection.connection_made(transport)
+        self._connections.append(connection)
+        return connection
 
     async def _release_as_planned(self) -> None:
         """Hand each request to the pool at its planned time, never waiting for responses."""
@@ -207,76 +217,66 @@ class _Run:
                 await asyncio.sleep(max(_MIN_SLEEP, start + schedule.offset(index) - clock()))
 
     def _release(self, index: int, payload: bytes) -> None:
-        while self._idle:
-            waiter = self._idle.popleft()
-            if not waiter.done():
-                self._found_idle[index] = True
-                waiter.set_result((index, payload))
-                return
-        self._waiting.append((index, payload))
+        if self._idle:
+            self._found_idle[index] = True
+            self._idle.pop().send(index, payload)
+        else:
+            self._waiting.append((index, payload))
 
-    async def _next(self) -> tuple[int, bytes] | None:
-        if self._waiting:
-            return self._waiting.popleft()
+    def answered(self, connection: _Connection, index: int, status: int, reusable: bool) -> None:
+        """``connection`` got the response to request ``index``; it takes the next one."""
+        self._done[index] = time.perf_counter()
+        self._finish(index, status)
+        if reusable:
+            self._free(connection)
+        else:
+            connection.close()
+            self._replace()
+
+    def failed(self, index: int, status: int) -> None:
+        """Request ``index`` ended without a response; its connection is gone."""
+        self._finish(index, status)
+        self._replace()
+
+    def lost(self, connection: _Connection) -> None:
+        """An idle ``connection`` closed; another one takes its place."""
+        if connection in self._idle:
+            self._idle.remove(connection)
+        self._replace()
+
+    def sent(self, index: int) -> None:
+        self._sent[index] = time.perf_counter()
+
+    def _free(self, connection: _Connection) -> None:
         if self._closing:
-            return None
-        waiter: asyncio.Future[tuple[int, bytes] | None] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._idle.append(waiter)
-        return await waiter
+            return
+        if self._waiting:
+            connection.send(*self._waiting.popleft())
+        else:
+            self._idle.append(connection)
 
-    async def _work(self, connection: _Connection | None) -> None:
-        """Serve due requests on one connection, one at a time, reconnecting after a failure."""
-        clock = time.perf_counter
-        parser = ResponseParser()
-        try:
-            while True:
-                job = await self._next()
-                if job is None:
-                    return
-                index, payload = job
-                if connection is None:
-                    try:
-                        connection = await self._connect()
-                    except (OSError, TimeoutError):
-                        self._finish(index, _CONNECT)
-                        continue
-                    parser = ResponseParser()
-                reader, writer = connection
-                self._sent[index] = clock()
-                try:
-                    writer.write(payload)
-                    response = parser.next_response()
-                    while response is None:
-                        data = await reader.read(_READ_SIZE)
-                        if data:
-                            parser.feed(data)
-                        else:
-                            parser.feed_eof()
-                            response = parser.next_response()
-                            if response is None:
-                                raise ConnectionResetError("closed before a response")
-                            break
-                        response = parser.next_response()
-                except HttpProtocolError:
-                    self._finish(index, _PROTOCOL)
-                    writer.close()
-                    connection = None
+    def _replace(self) -> None:
+        """Open a connection in place of a lost one; a request that waits for it and cannot
+        get it fails as a connect error, as the next one in line then tries again."""
+        if self._closing:
+            return
+        task = asyncio.create_task(self._reconnect())
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _reconnect(self) -> None:
+        while not self._closing:
+            try:
+                connection = await self._open()
+            except (OSError, TimeoutError):
+                if self._waiting:
+                    index, _ = self._waiting.popleft()
+                    self._finish(index, _CONNECT)
                     continue
-                except OSError:
-                    self._finish(index, _CLOSED)
-                    writer.close()
-                    connection = None
-                    continue
-                self._done[index] = clock()
-                self._finish(index, response.status)
-                if not response.keep_alive or not parser.idle:
-                    writer.close()
-                    connection = None
-        finally:
-            if connection is not None:
-                connection[1].close()
+                await asyncio.sleep(_RECONNECT_PAUSE)
+                continue
+            self._free(connection)
+            return
 
     def _finish(self, index: int, status: int) -> None:
         self._status[index] = status
@@ -284,21 +284,12 @@ class _Run:
         if self._finished == self._schedule.total:
             self._all_finished.set()
 
-    async def _stop(self, workers: list[asyncio.Task[None]]) -> None:
+    def _stop(self) -> None:
         self._closing = True
-        while self._idle:
-            waiter = self._idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-        for task in workers:
+        for task in self._connecting:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        for writer in self._writers:
-            writer.close()
-        # Closing completes on the loop; waiting for it leaves no socket to the collector.
-        await asyncio.gather(
-            *(writer.wait_closed() for writer in self._writers), return_exceptions=True
-        )
+        for connection in self._connections:
+            connection.close()
 
     def _samples(self) -> Samples:
         first = self._schedule.first_measured
@@ -312,3 +303,77 @@ class _Run:
             started_at=start,
             ended_s=self._ended - start,
         )
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; parses responses as their bytes arrive."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._transport: asyncio.Transport | None = None
+        self._parser = ResponseParser()
+        self._index = -1
+        self._dropped = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not registered as asyncio.Transport subclasses.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def send(self, index: int, payload: bytes) -> None:
+        assert self._transport is not None
+        if self._transport.is_closing():
+            self._run.failed(index, _CLOSED)
+            return
+        self._index = index
+        self._run.sent(index)
+        self._transport.write(payload)
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        self._deliver()
+
+    def eof_received(self) -> bool:
+        self._parser.feed_eof()
+        self._deliver()
+        if self._index >= 0:
+            self._fail(_CLOSED)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._dropped:
+            return
+        if self._index >= 0:
+            self._fail(_CLOSED)
+        else:
+            self._dropped = True
+            self._run.lost(self)
+
+    def close(self) -> None:
+        """Close without reporting anything; the caller accounts for the request."""
+        self._index = -1
+        self._dropped = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _deliver(self) -> None:
+        try:
+            response = self._parser.next_response()
+        except HttpProtocolError:
+            self._fail(_PROTOCOL)
+            return
+        if response is None:
+            return
+        index = self._index
+        if index < 0:
+            # Bytes nobody asked for: the connection is out of step.
+            self.close()
+            self._run.lost(self)
+            return
+        self._index = -1
+        reusable = response.keep_alive and self._parser.idle
+        self._run.answered(self, index, response.status, reusable)
+
+    def _fail(self, status: int) -> None:
+        index = self._index
+        self.close()
+        self._run.failed(index, status)

@@ -218,7 +218,9 @@ class RecommendationEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        HTTP_REQUEST_SECONDS.labels(PATH, "GET", str(status)).observe(time.perf_counter() - started)
+        _histogram(HTTP_REQUEST_SECONDS, PATH, "GET", str(status)).observe(
+            time.perf_counter() - started
+        )
 
 
 async def _answer(scope: Scope) -> bytes:
