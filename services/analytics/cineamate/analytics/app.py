@@ -1,11 +1,13 @@
-"""The analytics service's FastAPI app."""
+"""The analytics service's FastAPI app: the ingest worker and the dashboard API."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from cineamate.analytics.ingest import Ingest
+from cineamate.analytics.routes import router
 from cineamate.analytics.settings import AnalyticsSettings
-from cineamate.common.app import create_service_app
+from cineamate.common.app import WorkerSpec, create_service_app
 from cineamate.common.dependencies import standard_dependencies
 
 __all__ = ["create_app"]
@@ -21,4 +23,6 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         dependencies=standard_dependencies(
             settings, client_id=SERVICE_NAME, kafka=True, postgres=True, redis=False
         ),
+        routers=[router],
+        workers=[WorkerSpec("ingest", lambda deps: Ingest(settings, deps))],
     )

@@ -17,3 +17,18 @@ class AnalyticsSettings(CommonSettings):
     port: int = setting(
         DEFAULT_PORTS["analytics"], description="HTTP port of the analytics service."
     )
+    consumer_group: str = setting("analytics", description="Kafka consumer group of the ingest.")
+    retention_days: int = setting(
+        30,
+        description="Days of raw events kept, counted back from the newest event's day "
+        "(0 keeps everything); the aggregates are kept for good.",
+    )
+    experiment_cache_seconds: float = setting(
+        5.0, description="How long an experiment's configuration is cached."
+    )
+    default_latency_sla_ms: float = setting(
+        120.0, description="Latency SLA of serves whose experiment is unknown."
+    )
+    export_chunk_rows: int = setting(
+        5_000, description="Rows an export reads from PostgreSQL at a time."
+    )

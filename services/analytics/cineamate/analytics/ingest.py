@@ -1,0 +1,379 @@
+"""The ingest: every event topic into PostgreSQL, raw and aggregated, exactly once.
+
+One consumer group reads ``serves``, ``clicks``, ``rewards``, ``late-clicks``
+and ``state-updates``. Per batch, in one transaction: make the day partitions
+the events need, insert the raw rows skipping ids already there, sum the
+aggregates over the rows actually added, upsert them, and keep the learner's
+latest arm counts. The consumer commits after the transaction, so a batch
+delivered again adds nothing.
+
+Raw events older than the retention (counted back from the newest day seen)
+are not stored and not counted: their partitions are gone, and counting them
+again after a redelivery could not be undone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter
+
+from cineamate.analytics import rows as r
+from cineamate.analytics.settings import AnalyticsSettings
+from cineamate.analytics.tables import DailyPartitions, day_of, insert_new, upsert
+from cineamate.common.dependencies import Dependencies
+from cineamate.common.errors import DependencyUnavailable, InvalidEvent
+from cineamate.common.events import (
+    ClickEvent,
+    Event,
+    LateClick,
+    PosteriorUpdate,
+    RewardEvent,
+    ServeEvent,
+    state_update_adapter,
+)
+from cineamate.common.experiments import ExperimentCache
+from cineamate.common.kafka import BatchConsumer, Record, Rejected, json_decoder
+
+__all__ = ["Ingest"]
+
+_log = logging.getLogger(__name__)
+
+INGESTED = Counter(
+    "cineamate_analytics_ingested_total", "Events added to the analytics tables.", ("kind",)
+)
+EXPIRED = Counter(
+    "cineamate_analytics_expired_total",
+    "Events older than the retention, neither stored nor counted.",
+    ("kind",),
+)
+
+_ADD = "t.{0} + EXCLUDED.{0}"
+
+
+def _additive(*columns: str) -> dict[str, str]:
+    return {column: _ADD.format(column) for column in columns}
+
+
+_MINUTE_UPDATES = _additive(
+    "serves", "errors", "within_sla", "latency_sum_ms", "outcomes", "rewards", "late_clicks"
+) | {
+    "latency_buckets": "(SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY i) "
+    "FROM unnest(t.latency_buckets, EXCLUDED.latency_buckets) WITH ORDINALITY AS u(a, b, i))"
+}
+_COUNT_UPDATES = _additive("serves", "outcomes", "rewards")
+_USER_UPDATES = {
+    "variant": "CASE WHEN EXCLUDED.last_seen >= t.last_seen THEN EXCLUDED.variant "
+    "ELSE t.variant END",
+    "first_seen": "LEAST(t.first_seen, EXCLUDED.first_seen)",
+    "last_seen": "GREATEST(t.last_seen, EXCLUDED.last_seen)",
+    "serves": _ADD.format("serves"),
+}
+_POSTERIOR_UPDATES = {
+    "pulls": "EXCLUDED.pulls",
+    "successes": "EXCLUDED.successes",
+    "version": "EXCLUDED.version",
+}
+
+
+@dataclass(frozen=True)
+class _Aggregate:
+    """An aggregate table: its columns, key and how a new row adds to an existing one."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    updates: dict[str, str]
+    where: str | None = None
+
+
+_MINUTES = _Aggregate(
+    "analytics_variant_minutes",
+    r.MINUTE_COLUMNS,
+    ("experiment_id", "variant", "minute"),
+    _MINUTE_UPDATES,
+)
+_TOTALS = _Aggregate(
+    "analytics_variant_totals", r.TOTAL_COLUMNS, ("experiment_id", "variant"), _MINUTE_UPDATES
+)
+_ITEM_TOTALS = _Aggregate(
+    "analytics_item_totals",
+    r.ITEM_TOTAL_COLUMNS,
+    ("experiment_id", "variant", "item_id"),
+    _COUNT_UPDATES,
+)
+_ITEM_HOURS = _Aggregate(
+    "analytics_item_hours",
+    r.ITEM_COLUMNS,
+    ("experiment_id", "variant", "item_id", "hour"),
+    _COUNT_UPDATES,
+)
+_COHORTS = _Aggregate(
+    "analytics_cohorts",
+    r.COHORT_COLUMNS,
+    ("experiment_id", "variant", "attribute", "value"),
+    _COUNT_UPDATES,
+)
+_USERS = _Aggregate("analytics_users", r.USER_COLUMNS, ("experiment_id", "user_id"), _USER_UPDATES)
+_POSTERIORS = _Aggregate(
+    "analytics_arm_posteriors",
+    r.POSTERIOR_COLUMNS,
+    ("experiment_id", "variant", "item_id"),
+    _POSTERIOR_UPDATES,
+    where="EXCLUDED.version > t.version",
+)
+
+
+class _Batch:
+    """A batch's events sorted by kind."""
+
+    def __init__(self) -> None:
+        self.serves: list[ServeEvent] = []
+        self.rewards: list[RewardEvent] = []
+        self.clicks: list[ClickEvent] = []
+        self.late: list[LateClick] = []
+        self.posteriors: list[PosteriorUpdate] = []
+
+
+class Ingest:
+    """Consumes the event topics into the analytics tables; a Worker of the analytics service."""
+
+    name = "ingest"
+
+    def __init__(self, settings: AnalyticsSettings, deps: Dependencies) -> None:
+        self._settings = settings
+        self._pool: asyncpg.Pool = deps.pool
+        self._experiments = ExperimentCache(
+            deps.pool, ttl_seconds=settings.experiment_cache_seconds
+        )
+        limit = settings.max_message_bytes
+        self._decoders: dict[str, Callable[[bytes | None], Any]] = {
+            settings.serves_topic: json_decoder(ServeEvent, max_bytes=limit),
+            settings.clicks_topic: json_decoder(ClickEvent, max_bytes=limit),
+            settings.rewards_topic: json_decoder(RewardEvent, max_bytes=limit),
+            settings.late_clicks_topic: json_decoder(LateClick, max_bytes=limit),
+            settings.state_updates_topic: json_decoder(state_update_adapter, max_bytes=limit),
+        }
+        self.partitions = {
+            table: DailyPartitions(table)
+            for table in (
+                "analytics_serves",
+                "analytics_rewards",
+                "analytics_clicks",
+                "analytics_late_clicks",
+            )
+        }
+        self._newest_day: date | None = None
+        self._last_retention = 0.0
+        self._consumer: BatchConsumer[bytes | None] = BatchConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topics=list(self._decoders),
+            group_id=settings.consumer_group,
+            decode=lambda value: value,
+            handle=self.handle,
+            dead_letters=deps.producer,
+            dead_letter_topic=settings.dead_letter_topic,
+            max_records=settings.consumer_max_records,
+            retry_max_seconds=settings.dependency_retry_max_seconds,
+            on_idle=self.apply_retention,
+        )
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        await self._consumer.run()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def handle(self, records: list[Record[Any]]) -> Sequence[Rejected]:
+        batch, rejected = self._decode(records)
+        sla = await self._latency_slas(batch.serves)
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                await self._write(connection, batch, sla)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            raise DependencyUnavailable(f"postgres: {exc}", code="unavailable.postgres") from exc
+        return rejected
+
+    def _decode(self, records: list[Record[Any]]) -> tuple[_Batch, list[Rejected]]:
+        batch = _Batch()
+        rejected: list[Rejected] = []
+        settings = self._settings
+        for record in records:
+            try:
+                event: Event = self._decoders[record.raw.topic](record.raw.value)
+            except InvalidEvent as exc:
+                rejected.append(Rejected.of(record, exc))
+                continue
+            topic = record.raw.topic
+            if topic == settings.serves_topic:
+                batch.serves.append(event)  # type: ignore[arg-type]
+            elif topic == settings.rewards_topic:
+                batch.rewards.append(event)  # type: ignore[arg-type]
+            elif topic == settings.clicks_topic:
+                batch.clicks.append(event)  # type: ignore[arg-type]
+            elif topic == settings.late_clicks_topic:
+                batch.late.append(event)  # type: ignore[arg-type]
+            elif isinstance(event, PosteriorUpdate):
+                batch.posteriors.append(event)
+        return batch, rejected
+
+    async def _latency_slas(self, serves: list[ServeEvent]) -> dict[str, float]:
+        slas = {}
+        for experiment_id in {serve.experiment_id for serve in serves}:
+            experiment = await self._experiments.get(experiment_id)
+            if experiment is not None:
+                slas[experiment_id] = experiment.config.guardrails.latency_p95_ms
+        return slas
+
+    def _retained(self, kind: str, events: list[Any], moment: Callable[[Any], Any]) -> list[Any]:
+        if not events:
+            return events
+        newest = max(day_of(moment(event)) for event in events)
+        if self._newest_day is None or newest > self._newest_day:
+            self._newest_day = newest
+        horizon = self._horizon()
+        if horizon is None:
+            return events
+        kept = [event for event in events if day_of(moment(event)) >= horizon]
+        if len(kept) < len(events):
+            EXPIRED.labels(kind).inc(len(events) - len(kept))
+        return kept
+
+    def _horizon(self) -> date | None:
+        days = self._settings.retention_days
+        if days <= 0 or self._newest_day is None:
+            return None
+        return self._newest_day - timedelta(days=days - 1)
+
+    async def _write(
+        self, connection: asyncpg.Connection, batch: _Batch, sla: dict[str, float]
+    ) -> None:
+        serves = self._retained("serve", batch.serves, lambda e: e.served_at)
+        rewards = self._retained("reward", batch.rewards, lambda e: e.served_at)
+        clicks = self._retained("click", batch.clicks, lambda e: e.clicked_at)
+        late = self._retained("late_click", batch.late, lambda e: e.clicked_at)
+
+        fresh_serves = await self._insert(
+            connection,
+            "analytics_serves",
+            r.SERVE_COLUMNS,
+            [r.serve_row(serve) for serve in serves],
+            "serve_id",
+            [serve.served_at for serve in serves],
+        )
+        outcomes = [outcome for reward in rewards for outcome in r.outcomes_of(reward)]
+        fresh_rewards = await self._insert(
+            connection,
+            "analytics_rewards",
+            r.REWARD_COLUMNS,
+            [row for reward in rewards for row in r.reward_rows(reward)],
+            "reward_id",
+            [reward.served_at for reward in rewards],
+        )
+        fresh_clicks = await self._insert(
+            connection,
+            "analytics_clicks",
+            r.CLICK_COLUMNS,
+            [r.click_row(click) for click in clicks],
+            "event_id",
+            [click.clicked_at for click in clicks],
+        )
+        fresh_late = await self._insert(
+            connection,
+            "analytics_late_clicks",
+            r.LATE_CLICK_COLUMNS,
+            [r.late_click_row(click) for click in late],
+            "event_id",
+            [click.clicked_at for click in late],
+        )
+        added = r.aggregate(
+            _first_of_each(serves, fresh_serves, lambda e: e.serve_id),
+            _first_of_each(outcomes, fresh_rewards, lambda o: o.reward_id),
+            _first_of_each(late, fresh_late, lambda e: e.event_id),
+            sla_ms=sla,
+            default_sla_ms=self._settings.default_latency_sla_ms,
+        )
+        aggregates = (
+            (_MINUTES, added.minute_rows()),
+            (_TOTALS, added.total_rows()),
+            (_ITEM_TOTALS, added.item_total_rows()),
+            (_ITEM_HOURS, added.item_rows()),
+            (_COHORTS, added.cohort_rows()),
+            (_USERS, added.user_rows()),
+            (_POSTERIORS, _latest_posteriors(batch.posteriors)),
+        )
+        for table, rows in aggregates:
+            await upsert(
+                connection,
+                table.name,
+                table.columns,
+                rows,
+                key=table.key,
+                updates=table.updates,
+                where=table.where,
+            )
+        for kind, count in (
+            ("serve", len(fresh_serves)),
+            ("reward", len(fresh_rewards)),
+            ("click", len(fresh_clicks)),
+            ("late_click", len(fresh_late)),
+            ("posterior_update", len(batch.posteriors)),
+        ):
+            INGESTED.labels(kind).inc(count)
+
+    async def _insert(
+        self,
+        connection: asyncpg.Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        key: str,
+        moments: list[Any],
+    ) -> set[Any]:
+        if not rows:
+            return set()
+        await self.partitions[table].ensure(connection, moments)
+        return await insert_new(connection, table, columns, rows, returning=key)
+
+    async def apply_retention(self) -> None:
+        """Drop raw partitions past the retention, at most once a minute."""
+        horizon = self._horizon()
+        if horizon is None or time.monotonic() - self._last_retention < 60:
+            return
+        self._last_retention = time.monotonic()
+        async with self._pool.acquire() as connection:
+            for partitions in self.partitions.values():
+                dropped = await partitions.drop_before(connection, horizon)
+                if dropped:
+                    _log.info(
+                        "raw partitions dropped",
+                        extra={"table": partitions.table, "days": [str(d) for d in dropped]},
+                    )
+
+
+def _first_of_each(events: list[Any], fresh: set[Any], key: Callable[[Any], Any]) -> list[Any]:
+    """The events whose key the insert added, once each (a batch may hold one twice)."""
+    kept = []
+    pending = set(fresh)
+    for event in events:
+        identity = key(event)
+        if identity in pending:
+            pending.discard(identity)
+            kept.append(event)
+    return kept
+
+
+def _latest_posteriors(updates: list[PosteriorUpdate]) -> list[tuple[Any, ...]]:
+    """One row per arm: the highest version in the batch."""
+    latest: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+    for update in sorted(updates, key=lambda u: u.version):
+        for row in r.posterior_rows(update):
+            latest[(row[0], row[1], row[2])] = row
+    return list(latest.values())

@@ -1,0 +1,343 @@
+"""Events into table rows, and the aggregate rows of the events a batch added, free of I/O.
+
+Raw rows go into the event tables as they are; the aggregates are summed only
+over the rows the insert actually added (``fresh``), which is what keeps the
+views exact when a batch is delivered again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from cineamate.analytics.latency import BUCKETS, bucket_of
+from cineamate.common.events import ClickEvent, LateClick, PosteriorUpdate, RewardEvent, ServeEvent
+
+__all__ = [
+    "AggregateRows",
+    "Outcome",
+    "aggregate",
+    "click_row",
+    "late_click_row",
+    "outcomes_of",
+    "posterior_rows",
+    "reward_rows",
+    "serve_row",
+]
+
+SERVE_COLUMNS = (
+    "serve_id",
+    "experiment_id",
+    "variant",
+    "policy_type",
+    "user_id",
+    "cohort",
+    "item_ids",
+    "propensities",
+    "state_version",
+    "latency_ms",
+    "status",
+    "served_at",
+)
+REWARD_COLUMNS = (
+    "reward_id",
+    "serve_id",
+    "experiment_id",
+    "variant",
+    "policy_type",
+    "item_id",
+    "position",
+    "propensity",
+    "reward",
+    "user_id",
+    "cohort",
+    "served_at",
+    "rewarded_at",
+)
+CLICK_COLUMNS = ("event_id", "serve_id", "item_id", "user_id", "clicked_at")
+LATE_CLICK_COLUMNS = (
+    "event_id",
+    "serve_id",
+    "experiment_id",
+    "variant",
+    "item_id",
+    "user_id",
+    "clicked_at",
+    "window_closed_at",
+)
+POSTERIOR_COLUMNS = ("experiment_id", "variant", "item_id", "pulls", "successes", "version")
+
+
+def serve_row(serve: ServeEvent) -> tuple[Any, ...]:
+    return (
+        serve.serve_id,
+        serve.experiment_id,
+        serve.variant,
+        serve.policy_type,
+        serve.user_id,
+        orjson.dumps(serve.cohort).decode(),
+        [item.item_id for item in serve.items],
+        [item.propensity for item in serve.items],
+        serve.state_version,
+        serve.latency_ms,
+        serve.status,
+        serve.served_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One served item's reward, as the aggregates need it."""
+
+    reward_id: str
+    experiment_id: str
+    variant: str
+    item_id: int
+    reward: float
+    served_at: datetime
+    cohort: dict[str, str]
+
+
+def outcomes_of(reward: RewardEvent) -> list[Outcome]:
+    return [
+        Outcome(
+            reward_id,
+            reward.experiment_id,
+            reward.variant,
+            item.item_id,
+            item.reward,
+            reward.served_at,
+            reward.cohort,
+        )
+        for reward_id, item in zip(reward.reward_ids, reward.items, strict=True)
+    ]
+
+
+def reward_rows(reward: RewardEvent) -> list[tuple[Any, ...]]:
+    cohort = orjson.dumps(reward.cohort).decode()
+    return [
+        (
+            reward_id,
+            reward.serve_id,
+            reward.experiment_id,
+            reward.variant,
+            reward.policy_type,
+            item.item_id,
+            item.position,
+            item.propensity,
+            item.reward,
+            reward.user_id,
+            cohort,
+            reward.served_at,
+            reward.rewarded_at,
+        )
+        for reward_id, item in zip(reward.reward_ids, reward.items, strict=True)
+    ]
+
+
+def click_row(click: ClickEvent) -> tuple[Any, ...]:
+    return (click.event_id, click.serve_id, click.item_id, click.user_id, click.clicked_at)
+
+
+def late_click_row(late: LateClick) -> tuple[Any, ...]:
+    return (
+        late.event_id,
+        late.serve_id,
+        late.experiment_id,
+        late.variant,
+        late.item_id,
+        late.user_id,
+        late.clicked_at,
+        late.window_closed_at,
+    )
+
+
+def posterior_rows(update: PosteriorUpdate) -> list[tuple[Any, ...]]:
+    return [
+        (update.experiment_id, update.variant, arm, pulls, successes, update.version)
+        for arm, pulls, successes in zip(
+            update.arm_ids, update.pulls, update.successes, strict=True
+        )
+    ]
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class _Minute:
+    serves: int = 0
+    errors: int = 0
+    within_sla: int = 0
+    latency_sum_ms: float = 0.0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    outcomes: int = 0
+    rewards: float = 0.0
+    late_clicks: int = 0
+
+    def absorb(self, other: _Minute) -> None:
+        self.serves += other.serves
+        self.errors += other.errors
+        self.within_sla += other.within_sla
+        self.latency_sum_ms += other.latency_sum_ms
+        for index, count in enumerate(other.latency_buckets):
+            self.latency_buckets[index] += count
+        self.outcomes += other.outcomes
+        self.rewards += other.rewards
+        self.late_clicks += other.late_clicks
+
+    def row(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (
+            *key,
+            self.serves,
+            self.errors,
+            self.within_sla,
+            self.latency_sum_ms,
+            self.latency_buckets,
+            self.outcomes,
+            self.rewards,
+            self.late_clicks,
+        )
+
+
+@dataclass
+class _Counts:
+    serves: int = 0
+    outcomes: int = 0
+    rewards: float = 0.0
+
+
+@dataclass
+class _User:
+    variant: str
+    first_seen: datetime
+    last_seen: datetime
+    serves: int = 0
+
+
+@dataclass
+class AggregateRows:
+    """Rows to add to each aggregate table, keyed as the table is."""
+
+    minutes: dict[tuple[str, str, datetime], _Minute] = field(
+        default_factory=lambda: defaultdict(_Minute)
+    )
+    items: dict[tuple[str, str, int, datetime], _Counts] = field(
+        default_factory=lambda: defaultdict(_Counts)
+    )
+    cohorts: dict[tuple[str, str, str, str], _Counts] = field(
+        default_factory=lambda: defaultdict(_Counts)
+    )
+    users: dict[tuple[str, str], _User] = field(default_factory=dict)
+
+    def minute_rows(self) -> list[tuple[Any, ...]]:
+        return [minute.row(key) for key, minute in self.minutes.items()]
+
+    def total_rows(self) -> list[tuple[Any, ...]]:
+        """The minute rows summed over time, per experiment and variant."""
+        totals: dict[tuple[str, str], _Minute] = defaultdict(_Minute)
+        for (experiment, variant, _), minute in self.minutes.items():
+            totals[(experiment, variant)].absorb(minute)
+        return [total.row(key) for key, total in totals.items()]
+
+    def item_total_rows(self) -> list[tuple[Any, ...]]:
+        """The item rows summed over hours."""
+        totals: dict[tuple[str, str, int], _Counts] = defaultdict(_Counts)
+        for (experiment, variant, item, _), c in self.items.items():
+            total = totals[(experiment, variant, item)]
+            total.serves += c.serves
+            total.outcomes += c.outcomes
+            total.rewards += c.rewards
+        return [(*key, t.serves, t.outcomes, t.rewards) for key, t in totals.items()]
+
+    def item_rows(self) -> list[tuple[Any, ...]]:
+        return [(*key, c.serves, c.outcomes, c.rewards) for key, c in self.items.items()]
+
+    def cohort_rows(self) -> list[tuple[Any, ...]]:
+        return [(*key, c.serves, c.outcomes, c.rewards) for key, c in self.cohorts.items()]
+
+    def user_rows(self) -> list[tuple[Any, ...]]:
+        return [
+            (*key, u.variant, u.first_seen, u.last_seen, u.serves) for key, u in self.users.items()
+        ]
+
+
+MINUTE_COLUMNS = (
+    "experiment_id",
+    "variant",
+    "minute",
+    "serves",
+    "errors",
+    "within_sla",
+    "latency_sum_ms",
+    "latency_buckets",
+    "outcomes",
+    "rewards",
+    "late_clicks",
+)
+TOTAL_COLUMNS = tuple(column for column in MINUTE_COLUMNS if column != "minute")
+ITEM_COLUMNS = ("experiment_id", "variant", "item_id", "hour", "serves", "outcomes", "rewards")
+ITEM_TOTAL_COLUMNS = tuple(column for column in ITEM_COLUMNS if column != "hour")
+COHORT_COLUMNS = ("experiment_id", "variant", "attribute", "value", "serves", "outcomes", "rewards")
+USER_COLUMNS = ("experiment_id", "user_id", "variant", "first_seen", "last_seen", "serves")
+
+
+def aggregate(
+    serves: Iterable[ServeEvent],
+    outcomes: Iterable[Outcome],
+    late_clicks: Iterable[LateClick],
+    *,
+    sla_ms: dict[str, float],
+    default_sla_ms: float,
+) -> AggregateRows:
+    """The aggregate rows of events a batch added (``sla_ms``: latency threshold per experiment)."""
+    rows = AggregateRows()
+    for serve in serves:
+        experiment, variant = serve.experiment_id, serve.variant
+        minute = rows.minutes[(experiment, variant, _minute(serve.served_at))]
+        minute.serves += 1
+        minute.errors += serve.status != "ok"
+        minute.within_sla += serve.latency_ms <= sla_ms.get(experiment, default_sla_ms)
+        minute.latency_sum_ms += serve.latency_ms
+        minute.latency_buckets[bucket_of(serve.latency_ms)] += 1
+        hour = _hour(serve.served_at)
+        for item in serve.items:
+            rows.items[(experiment, variant, item.item_id, hour)].serves += 1
+        for attribute, value in serve.cohort.items():
+            rows.cohorts[(experiment, variant, attribute, value)].serves += 1
+        user = rows.users.get((experiment, serve.user_id))
+        if user is None:
+            user = rows.users[(experiment, serve.user_id)] = _User(
+                variant, serve.served_at, serve.served_at
+            )
+        if serve.served_at >= user.last_seen:
+            user.variant, user.last_seen = variant, serve.served_at
+        user.first_seen = min(user.first_seen, serve.served_at)
+        user.serves += 1
+    for outcome in outcomes:
+        experiment, variant = outcome.experiment_id, outcome.variant
+        minute = rows.minutes[(experiment, variant, _minute(outcome.served_at))]
+        minute.outcomes += 1
+        minute.rewards += outcome.reward
+        counts = rows.items[(experiment, variant, outcome.item_id, _hour(outcome.served_at))]
+        counts.outcomes += 1
+        counts.rewards += outcome.reward
+        for attribute, value in outcome.cohort.items():
+            counts = rows.cohorts[(experiment, variant, attribute, value)]
+            counts.outcomes += 1
+            counts.rewards += outcome.reward
+    for late in late_clicks:
+        if late.experiment_id is not None and late.variant is not None:
+            key = (late.experiment_id, late.variant, _minute(late.clicked_at))
+            rows.minutes[key].late_clicks += 1
+    return rows
