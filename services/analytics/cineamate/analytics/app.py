@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from cineamate.analytics import dashboard
 from cineamate.analytics.ingest import Ingest
 from cineamate.analytics.routes import router
 from cineamate.analytics.settings import AnalyticsSettings
@@ -23,6 +24,6 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         dependencies=standard_dependencies(
             settings, client_id=SERVICE_NAME, kafka=True, postgres=True, redis=False
         ),
-        routers=[router],
+        routers=[router, dashboard.router],
         workers=[WorkerSpec("ingest", lambda deps: Ingest(settings, deps))],
     )

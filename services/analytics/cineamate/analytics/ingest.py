@@ -268,7 +268,6 @@ class Ingest:
             "serve_id",
             [serve.served_at for serve in serves],
         )
-        outcomes = [outcome for reward in rewards for outcome in r.outcomes_of(reward)]
         fresh_rewards = await self._insert(
             connection,
             "analytics_rewards",
@@ -295,7 +294,8 @@ class Ingest:
         )
         added = r.aggregate(
             _first_of_each(serves, fresh_serves, lambda e: e.serve_id),
-            _first_of_each(outcomes, fresh_rewards, lambda o: o.reward_id),
+            rewards,
+            fresh_rewards,
             _first_of_each(late, fresh_late, lambda e: e.event_id),
             sla_ms=sla,
             default_sla_ms=self._settings.default_latency_sla_ms,

@@ -20,11 +20,9 @@ from cineamate.common.events import ClickEvent, LateClick, PosteriorUpdate, Rewa
 
 __all__ = [
     "AggregateRows",
-    "Outcome",
     "aggregate",
     "click_row",
     "late_click_row",
-    "outcomes_of",
     "posterior_rows",
     "reward_rows",
     "serve_row",
@@ -88,34 +86,6 @@ def serve_row(serve: ServeEvent) -> tuple[Any, ...]:
         serve.status,
         serve.served_at,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One served item's reward, as the aggregates need it."""
-
-    reward_id: str
-    experiment_id: str
-    variant: str
-    item_id: int
-    reward: float
-    served_at: datetime
-    cohort: dict[str, str]
-
-
-def outcomes_of(reward: RewardEvent) -> list[Outcome]:
-    return [
-        Outcome(
-            reward_id,
-            reward.experiment_id,
-            reward.variant,
-            item.item_id,
-            item.reward,
-            reward.served_at,
-            reward.cohort,
-        )
-        for reward_id, item in zip(reward.reward_ids, reward.items, strict=True)
-    ]
 
 
 def reward_rows(reward: RewardEvent) -> list[tuple[Any, ...]]:
@@ -294,13 +264,16 @@ USER_COLUMNS = ("experiment_id", "user_id", "variant", "first_seen", "last_seen"
 
 def aggregate(
     serves: Iterable[ServeEvent],
-    outcomes: Iterable[Outcome],
+    rewards: Iterable[RewardEvent],
+    fresh_rewards: set[str],
     late_clicks: Iterable[LateClick],
     *,
     sla_ms: dict[str, float],
     default_sla_ms: float,
 ) -> AggregateRows:
-    """The aggregate rows of events a batch added (``sla_ms``: latency threshold per experiment)."""
+    """The aggregate rows of events a batch added: ``serves`` and ``late_clicks`` as added,
+    the outcomes of ``rewards`` whose id is in ``fresh_rewards`` (``sla_ms``: latency
+    threshold per experiment)."""
     rows = AggregateRows()
     for serve in serves:
         experiment, variant = serve.experiment_id, serve.variant
@@ -324,18 +297,24 @@ def aggregate(
             user.variant, user.last_seen = variant, serve.served_at
         user.first_seen = min(user.first_seen, serve.served_at)
         user.serves += 1
-    for outcome in outcomes:
-        experiment, variant = outcome.experiment_id, outcome.variant
-        minute = rows.minutes[(experiment, variant, _minute(outcome.served_at))]
-        minute.outcomes += 1
-        minute.rewards += outcome.reward
-        counts = rows.items[(experiment, variant, outcome.item_id, _hour(outcome.served_at))]
-        counts.outcomes += 1
-        counts.rewards += outcome.reward
-        for attribute, value in outcome.cohort.items():
-            counts = rows.cohorts[(experiment, variant, attribute, value)]
+    counted: set[str] = set()
+    for reward in rewards:
+        experiment, variant = reward.experiment_id, reward.variant
+        minute = rows.minutes[(experiment, variant, _minute(reward.served_at))]
+        hour = _hour(reward.served_at)
+        for reward_id, outcome in zip(reward.reward_ids, reward.items, strict=True):
+            if reward_id not in fresh_rewards or reward_id in counted:
+                continue
+            counted.add(reward_id)
+            minute.outcomes += 1
+            minute.rewards += outcome.reward
+            counts = rows.items[(experiment, variant, outcome.item_id, hour)]
             counts.outcomes += 1
             counts.rewards += outcome.reward
+            for attribute, value in reward.cohort.items():
+                counts = rows.cohorts[(experiment, variant, attribute, value)]
+                counts.outcomes += 1
+                counts.rewards += outcome.reward
     for late in late_clicks:
         if late.experiment_id is not None and late.variant is not None:
             key = (late.experiment_id, late.variant, _minute(late.clicked_at))
