@@ -1,4 +1,4 @@
-"""An open-loop HTTP/1.1 load engine on asyncio streams, for 127.0.0.1 only.
+"""An open-loop HTTP/1.1 load engine on asyncio protocols, for 127.0.0.1 only.
 
 Request i is planned at ``start + i / rate`` whatever the server does. When
 it falls due it goes to an idle keep-alive connection of the pool, or waits
