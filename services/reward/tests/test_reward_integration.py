@@ -75,7 +75,7 @@ def joiner(isolated_env: dict[str, str], tmp_path: Path) -> Joiner:
         "CINEAMATE_SERVES_PARTITIONS": "3",
         "CINEAMATE_CLICKS_PARTITIONS": "3",
         "CINEAMATE_REWARD_CONSUMER_GROUP": unique("reward"),
-        "CINEAMATE_REWARD_IDLE_AFTER_SECONDS": "3",
+        "CINEAMATE_REWARD_IDLE_AFTER_SECONDS": "1",
         "CINEAMATE_REWARD_ALLOWED_LATENESS_SECONDS": "1",
         "CINEAMATE_REWARD_CLICK_GRACE_SECONDS": "2",
         "CINEAMATE_MAX_MESSAGE_BYTES": "8192",

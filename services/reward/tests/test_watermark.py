@@ -29,14 +29,22 @@ def test_an_active_input_that_showed_nothing_yet_stops_the_watermark() -> None:
 
 def test_an_idle_input_no_longer_holds_the_watermark_back() -> None:
     serves = InputClock(100 * MICROS, last_delivery=10.0)
-    clicks = InputClock(40 * MICROS, last_delivery=1.0)
+    clicks = InputClock(40 * MICROS, last_delivery=1.0, caught_up=True)
 
     assert _mark([serves, clicks], now=11.0) == 98 * MICROS
 
 
-def test_with_every_input_idle_the_watermark_follows_the_wall_clock() -> None:
+def test_an_input_with_a_backlog_is_never_idle() -> None:
+    # Quiet only because the consumer was busy with other partitions: still holds it back.
     serves = InputClock(100 * MICROS, last_delivery=10.0)
-    clicks = InputClock(None, last_delivery=0.0)
+    clicks = InputClock(40 * MICROS, last_delivery=1.0, caught_up=False)
+
+    assert _mark([serves, clicks], now=11.0) == 38 * MICROS
+
+
+def test_with_every_input_idle_the_watermark_follows_the_wall_clock() -> None:
+    serves = InputClock(100 * MICROS, last_delivery=10.0, caught_up=True)
+    clicks = InputClock(None, last_delivery=0.0, caught_up=True)
 
     assert _mark([serves, clicks], now=14.0) == 98 * MICROS  # not idle for long enough yet
     assert _mark([serves, clicks], now=25.0) == (100 + 10 - 2) * MICROS

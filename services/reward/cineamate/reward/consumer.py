@@ -96,6 +96,7 @@ class RewardJoiner:
             retention=int(settings.closed_retention_seconds * MICROS),
         )
         self._inputs = {settings.serves_topic: "serves", settings.clicks_topic: "clicks"}
+        self._topics = {name: topic for topic, name in self._inputs.items()}
         self._decoders = {
             "serves": json_decoder(ServeEvent, max_bytes=settings.max_message_bytes),
             "clicks": json_decoder(ClickEvent, max_bytes=settings.max_message_bytes),
@@ -161,6 +162,10 @@ class RewardJoiner:
         now = time.monotonic()
         clocks = self._clocks_of(partition, meta, now)
         events, refused = await self._decode(fresh, clocks, now)
+        for name, clock in clocks.items():
+            clock.caught_up = await self._consumer.caught_up(
+                TopicPartition(self._topics[name], partition)
+            )
         mark = watermark(
             list(clocks.values()),
             now=now,

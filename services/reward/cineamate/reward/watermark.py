@@ -4,10 +4,12 @@ A join partition reads two inputs (the same partition of ``serves`` and of
 ``clicks``). Each input's clock is the latest event time it has shown. The
 watermark is the earliest clock of the active inputs minus the allowed
 lateness: no window closes while an input that is still delivering may bring
-events for it. An input that delivered nothing for ``idle_after`` seconds of
-wall time stops holding the watermark back; when every input is idle the
-watermark moves on with the wall clock from the latest event seen, so the
-last windows of a quiet stream still close. The watermark never goes back.
+events for it. An input that has delivered everything the broker holds
+(caught up) and nothing for ``idle_after`` seconds of wall time is idle and
+stops holding the watermark back; an input with a backlog never is, however
+long it waits for its turn. When every input is idle the watermark moves on
+with the wall clock from the latest event seen, so the last windows of a
+quiet stream still close. The watermark never goes back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class InputClock:
 
     latest_event: int | None
     last_delivery: float
+    caught_up: bool = False
 
     def observe(self, event_time: int, now: float) -> None:
         self.last_delivery = now
@@ -42,7 +45,9 @@ def watermark(
     allowed_lateness: int,
 ) -> int:
     """The watermark (event-time microseconds) at wall time ``now`` (seconds)."""
-    active = [clock for clock in clocks if now - clock.last_delivery < idle_after]
+    active = [
+        clock for clock in clocks if now - clock.last_delivery < idle_after or not clock.caught_up
+    ]
     if active:
         if any(clock.latest_event is None for clock in active):
             return previous  # an input that may still deliver has shown nothing yet

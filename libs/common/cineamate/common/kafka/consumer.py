@@ -241,6 +241,14 @@ class BatchConsumer(Generic[EventT]):
         """The partitions this member holds now."""
         return set(self._consumer.assignment())
 
+    async def caught_up(self, partition: TopicPartition) -> bool:
+        """Whether every record of ``partition`` the broker last reported has been handed
+        to the handler (False while that is unknown)."""
+        highwater = self._consumer.highwater(partition)
+        if highwater is None or partition not in self._consumer.assignment():
+            return False
+        return bool(await self._consumer.position(partition) >= highwater)
+
     def request_stop(self) -> None:
         """Ask the loop to finish its batch and return."""
         self._stopping.set()
