@@ -130,6 +130,19 @@ class ExperimentConfig(BaseModel):
     def variant(self, name: str) -> VariantConfig | None:
         return next((variant for variant in self.policies if variant.name == name), None)
 
+    def user_shares(self) -> dict[str, float]:
+        """Share of all users each policy should serve: the traffic split by weight, with
+        the control also serving everyone outside the traffic and the rolled-back
+        policies' users."""
+        total = sum(variant.weight for variant in self.policies)
+        shares = dict.fromkeys((variant.name for variant in self.policies), 0.0)
+        control = self.control.name
+        for variant in self.policies:
+            share = self.traffic * variant.weight / total
+            shares[control if variant.rolled_back else variant.name] += share
+        shares[control] += 1.0 - self.traffic
+        return shares
+
 
 class Experiment(BaseModel):
     """A stored experiment."""

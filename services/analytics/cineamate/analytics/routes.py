@@ -24,7 +24,7 @@ from cineamate.analytics.latency import BUCKET_BOUNDS_MS, merge, percentile
 from cineamate.analytics.settings import AnalyticsSettings
 from cineamate.common.auth import Role, require
 from cineamate.common.errors import InvalidInput, NotFound
-from cineamate.common.experiments import Experiment, ExperimentConfig, fetch_experiment
+from cineamate.common.experiments import Experiment, fetch_experiment
 
 __all__ = ["router"]
 
@@ -46,19 +46,6 @@ async def _experiment(request: Request, experiment_id: str) -> Experiment:
     if experiment is None:
         raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
     return experiment
-
-
-def _configured_split(config: ExperimentConfig) -> dict[str, float]:
-    """Share of users each variant should get: treatment weights within the traffic
-    share, and the control also gets everyone outside the experiment."""
-    total = sum(variant.weight for variant in config.policies)
-    split = {
-        variant.name: config.traffic * variant.weight / total if total else 0.0
-        for variant in config.policies
-    }
-    control = config.control.name
-    split[control] = split.get(control, 0.0) + 1.0 - config.traffic
-    return split
 
 
 @router.get("/api/experiments/{experiment_id}/summary")
@@ -110,7 +97,7 @@ async def summary(request: Request, experiment_id: str) -> dict[str, Any]:
         "name": config.name,
         "status": experiment.status,
         "traffic": {
-            "configured": _configured_split(config),
+            "configured": config.user_shares(),
             "observed": {
                 name: (users.get(name, 0) / all_users if all_users else None) for name in names
             },

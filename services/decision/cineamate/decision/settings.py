@@ -15,3 +15,6 @@ class DecisionSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="CINEAMATE_DECISION_")
 
     port: int = setting(DEFAULT_PORTS["decision"], description="HTTP port of the decision service.")
+    evaluation_interval_seconds: float = setting(
+        60.0, description="How often every running experiment's decision is evaluated and stored."
+    )

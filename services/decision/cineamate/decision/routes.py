@@ -1,0 +1,34 @@
+"""HTTP routes of the decision service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Request
+
+from cineamate.common.auth import Role, require
+from cineamate.common.errors import NotFound
+from cineamate.common.experiments import fetch_experiment
+from cineamate.decision.evaluate import evaluate
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["decision"], dependencies=[Depends(require(Role.READ))])
+
+
+@router.get("/api/experiments/{experiment_id}/decision")
+async def decision(request: Request, experiment_id: str) -> dict[str, Any]:
+    """Ship, iterate or kill, per variant against the control and overall, with the
+    effect, its always-valid interval and p-value, sample sizes, days and the
+    sample-ratio-mismatch check; and when the stored evaluation last ran."""
+    pool: asyncpg.Pool = request.app.state.dependencies.pool
+    experiment = await fetch_experiment(pool, experiment_id)
+    if experiment is None:
+        raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
+    result = await evaluate(pool, experiment)
+    last = await pool.fetchval(
+        "SELECT max(evaluated_at) FROM decisions WHERE experiment_id = $1", experiment_id
+    )
+    result["last_stored_evaluation"] = last.isoformat() if last else None
+    return result
