@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlencode
 
 import httpx
 from pydantic_settings import SettingsConfigDict
@@ -35,7 +36,7 @@ from cineamate.stack.provision import provision
 from cineamate.stack.services import PROCESS_NAMES, port_variable
 from cineamate.stack.supervisor import ChildSpec, Supervisor
 
-__all__ = ["RunSettings", "run_platform"]
+__all__ = ["RunSettings", "dashboard_link", "run_platform"]
 
 
 class RunSettings(ProcessSettings):
@@ -98,7 +99,8 @@ def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
         children = _children(ports, stack)
         _write_run_file(settings.home, ports, stack)
         signal.signal(signal.SIGTERM, previous)
-        asyncio.run(_supervise(children, settings, ports, stack, started, out))
+        dashboard = dashboard_link(f"http://127.0.0.1:{ports['gateway']}", common)
+        asyncio.run(_supervise(children, settings, ports, stack, started, dashboard, out))
     except KeyboardInterrupt:
         pass
     finally:
@@ -133,6 +135,14 @@ def ensure_tokens(home: Path) -> Path:
     return path
 
 
+def dashboard_link(entry: str, common: CommonSettings) -> str:
+    """The built-in dashboard's address, carrying the read token unless checks are off."""
+    token = common.read_token.get_secret_value() if common.read_token else ""
+    if common.auth_disabled or not token:
+        return f"{entry}/"
+    return f"{entry}/?{urlencode({'token': token})}"
+
+
 def _children(ports: dict[str, int], stack: LocalStack) -> list[ChildSpec]:
     env = dict(os.environ) | stack.environment()
     # People read this output; a deployment's log shipper gets JSON by default.
@@ -152,6 +162,7 @@ async def _supervise(
     ports: dict[str, int],
     stack: LocalStack,
     started: float,
+    dashboard: str,
     out: TextIO,
 ) -> None:
     supervisor = Supervisor(children, out=out, restart_max_seconds=settings.restart_max_seconds)
@@ -159,7 +170,7 @@ async def _supervise(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, supervisor.request_stop)
     announce = asyncio.create_task(
-        _announce_when_ready(supervisor, settings, ports, stack, started)
+        _announce_when_ready(supervisor, settings, ports, stack, started, dashboard)
     )
     try:
         await supervisor.run()
@@ -173,6 +184,7 @@ async def _announce_when_ready(
     ports: dict[str, int],
     stack: LocalStack,
     started: float,
+    dashboard: str,
 ) -> None:
     entry = f"http://127.0.0.1:{ports['gateway']}"
     deadline = time.monotonic() + settings.ready_timeout_seconds
@@ -192,7 +204,11 @@ async def _announce_when_ready(
                 "cineamate", f"not ready after {settings.ready_timeout_seconds:g} s: {last}"
             )
             return
-    lines = [f"ready in {time.monotonic() - started:.1f} s", f"public entry  {entry}"]
+    lines = [
+        f"ready in {time.monotonic() - started:.1f} s",
+        f"public entry  {entry}",
+        f"{'dashboard':<13} {dashboard}",
+    ]
     lines += [
         f"{name:<13} http://127.0.0.1:{ports[name]}" for name in PROCESS_NAMES if name != "gateway"
     ]
