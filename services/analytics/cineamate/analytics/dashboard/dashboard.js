@@ -95,6 +95,11 @@
   const signed = (value) => (isNumber(value) ? `${value > 0 ? "+" : value < 0 ? "−" : ""}${Math.abs(value * 100).toFixed(1)}%` : "—");
   const milliseconds = (value) => (isNumber(value) ? `${value < 10 ? value.toFixed(1) : Math.round(value)} ms` : "—");
 
+  function moment(value) {
+    const time = Date.parse(value);
+    return Number.isNaN(time) ? plain(value) : new Date(time).toLocaleString();
+  }
+
   function interval(value, format) {
     if (!value || !isNumber(value.estimate)) return "—";
     const range = isNumber(value.low) && isNumber(value.high) ? ` (${format(value.low)} to ${format(value.high)})` : "";
@@ -370,7 +375,7 @@
     parts.push(
       rollbacks.length
         ? table("Rollback history", [
-          { label: "When", cell: (rollback) => plain(rollback.at || rollback.rolled_back_at) },
+          { label: "When", cell: (rollback) => moment(rollback.at || rollback.rolled_back_at) },
           { label: "Variant", cell: (rollback) => (rollback.variant ? variantLabel(rollback.variant) : "—") },
           { label: "Guardrail", cell: name },
           { label: "Observed", numeric: true, cell: (rollback) => plain(rollback.observed) },
