@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from cineamate.analytics.export import csv_lines, neutralise
-from cineamate.analytics.latency import BUCKETS, bucket_of, merge, percentile
 from cineamate.analytics.stats import (
     coefficient_of_variation,
     cumulative_regret,
     uplift_interval,
     wilson_interval,
 )
+from cineamate.common.latency import BUCKETS, bucket_of, merge, percentile
 
 
 @pytest.mark.parametrize(("rate", "trials"), [(0.02, 200), (0.1, 1_000), (0.5, 50)])

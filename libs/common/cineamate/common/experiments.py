@@ -25,6 +25,8 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cineamate.common.errors import NotFound
+
 __all__ = [
     "POLICY_TYPE_NAMES",
     "DecisionCriteria",
@@ -36,6 +38,7 @@ __all__ = [
     "VariantConfig",
     "fetch_catalogue",
     "fetch_experiment",
+    "require_experiment",
 ]
 
 POLICY_TYPE_NAMES = ("thompson", "egreedy", "ucb1", "random", "popularity")
@@ -183,6 +186,14 @@ async def fetch_experiment(pool: asyncpg.Pool, experiment_id: str) -> Experiment
     """The experiment with this id, or None."""
     row = await pool.fetchrow("SELECT * FROM experiments WHERE id = $1", experiment_id)
     return None if row is None else Experiment.from_row(row)
+
+
+async def require_experiment(pool: asyncpg.Pool, experiment_id: str) -> Experiment:
+    """The experiment with this id; NotFound (404) when there is none."""
+    experiment = await fetch_experiment(pool, experiment_id)
+    if experiment is None:
+        raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
+    return experiment
 
 
 async def fetch_catalogue(pool: asyncpg.Pool, catalogue: list[int] | str) -> list[int]:

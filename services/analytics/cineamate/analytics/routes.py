@@ -20,11 +20,11 @@ from scipy.stats import beta as beta_distribution
 
 from cineamate.analytics import queries, stats
 from cineamate.analytics.export import csv_lines
-from cineamate.analytics.latency import BUCKET_BOUNDS_MS, merge, percentile
 from cineamate.analytics.settings import AnalyticsSettings
 from cineamate.common.auth import Role, require
-from cineamate.common.errors import InvalidInput, NotFound
-from cineamate.common.experiments import Experiment, fetch_experiment
+from cineamate.common.errors import InvalidInput
+from cineamate.common.experiments import Experiment, require_experiment
+from cineamate.common.latency import BUCKET_BOUNDS_MS, merge, percentile
 
 __all__ = ["router"]
 
@@ -42,10 +42,7 @@ def _pool(request: Request) -> asyncpg.Pool:
 
 
 async def _experiment(request: Request, experiment_id: str) -> Experiment:
-    experiment = await fetch_experiment(_pool(request), experiment_id)
-    if experiment is None:
-        raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
-    return experiment
+    return await require_experiment(_pool(request), experiment_id)
 
 
 @router.get("/api/experiments/{experiment_id}/summary")

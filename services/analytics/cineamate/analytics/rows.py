@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from cineamate.analytics.latency import BUCKETS, bucket_of
 from cineamate.common.events import ClickEvent, LateClick, PosteriorUpdate, RewardEvent, ServeEvent
+from cineamate.common.latency import BUCKETS, bucket_of
 
 __all__ = [
     "AggregateRows",

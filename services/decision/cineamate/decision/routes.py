@@ -8,8 +8,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request
 
 from cineamate.common.auth import Role, require
-from cineamate.common.errors import NotFound
-from cineamate.common.experiments import fetch_experiment
+from cineamate.common.experiments import require_experiment
 from cineamate.decision.evaluate import evaluate
 
 __all__ = ["router"]
@@ -23,9 +22,7 @@ async def decision(request: Request, experiment_id: str) -> dict[str, Any]:
     effect, its always-valid interval and p-value, sample sizes, days and the
     sample-ratio-mismatch check; and when the stored evaluation last ran."""
     pool: asyncpg.Pool = request.app.state.dependencies.pool
-    experiment = await fetch_experiment(pool, experiment_id)
-    if experiment is None:
-        raise NotFound(f"no experiment {experiment_id!r}", code="not_found.experiment")
+    experiment = await require_experiment(pool, experiment_id)
     result = await evaluate(pool, experiment)
     last = await pool.fetchval(
         "SELECT max(evaluated_at) FROM decisions WHERE experiment_id = $1", experiment_id

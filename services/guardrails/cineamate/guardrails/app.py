@@ -1,11 +1,13 @@
-"""The guardrails service's FastAPI app."""
+"""The guardrails service's FastAPI app: the monitor and the guardrails route."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from cineamate.common.app import create_service_app
+from cineamate.common.app import WorkerSpec, create_service_app
 from cineamate.common.dependencies import standard_dependencies
+from cineamate.guardrails.monitor import GuardrailMonitor
+from cineamate.guardrails.routes import router
 from cineamate.guardrails.settings import GuardrailsSettings
 
 __all__ = ["create_app"]
@@ -21,4 +23,6 @@ def create_app(settings: GuardrailsSettings) -> FastAPI:
         dependencies=standard_dependencies(
             settings, client_id=SERVICE_NAME, kafka=True, postgres=True, redis=False
         ),
+        routers=[router],
+        workers=[WorkerSpec("monitor", lambda deps: GuardrailMonitor(settings, deps))],
     )

@@ -67,7 +67,7 @@ CREATE INDEX analytics_late_clicks_by_experiment
 
 -- Per experiment, variant and minute of serve time: traffic, latency, outcomes.
 -- latency_buckets[i] counts serves with latency in the i-th bucket of
--- cineamate.analytics.latency.BUCKET_BOUNDS_MS (the last one is open-ended).
+-- cineamate.common.latency.BUCKET_BOUNDS_MS (the last one is open-ended).
 CREATE TABLE analytics_variant_minutes (
     experiment_id    text             NOT NULL,
     variant          text             NOT NULL,
