@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -130,24 +131,60 @@ class EventProducer:
         await self.send_many([message])
 
     async def send_many(self, messages: Iterable[OutgoingMessage]) -> None:
-        """Send messages (batched by linger) and wait until all are acknowledged."""
+        """Send messages as one record batch per partition and wait until all are
+        acknowledged; DependencyUnavailable if any is not."""
         producer = self._started()
-        futures = []
-        for message in messages:
-            future = await producer.send(message.topic, message.value, message.key)
-            futures.append((message.topic, future))
+        deliveries: list[tuple[str, int, asyncio.Future[object]]] = []
         failure: BaseException | None = None
-        for topic, future in futures:
+        try:
+            for topic, partition, batch, included in await self._batches(list(messages)):
+                delivery = await producer.send_batch(batch, topic, partition=partition)
+                deliveries.append((topic, len(included), delivery))
+        except KafkaError as exc:
+            failure = exc
+        for topic, count, delivery in deliveries:
             try:
-                await future
-                PRODUCER_SENT.labels(topic).inc()
+                await delivery
+                PRODUCER_SENT.labels(topic).inc(count)
             except KafkaError as exc:
-                PRODUCER_FAILURES.labels(topic).inc()
+                PRODUCER_FAILURES.labels(topic).inc(count)
                 failure = failure or exc
         if failure is not None:
             raise DependencyUnavailable(
                 f"kafka: send failed: {failure}", code="unavailable.kafka"
             ) from failure
+
+    async def _batches(
+        self, messages: list[OutgoingMessage]
+    ) -> list[tuple[str, int, Any, list[OutgoingMessage]]]:
+        """``messages`` as record batches, one per partition (more when one fills up), each
+        with the messages it holds; partitions as ``send()`` would choose them."""
+        producer = self._started()
+        by_partition: dict[tuple[str, int], list[OutgoingMessage]] = {}
+        partitions: dict[str, list[int]] = {}
+        for message in messages:
+            topic = message.topic
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            every = partitions[topic]
+            partition = self._partitioner(message.key, every, every)
+            by_partition.setdefault((topic, partition), []).append(message)
+        batches = []
+        for (topic, partition), group in by_partition.items():
+            batch = producer.create_batch()
+            included: list[OutgoingMessage] = []
+            for message in group:
+                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                    if not included:
+                        raise KafkaError(f"a message for {topic} is larger than a batch")
+                    batches.append((topic, partition, batch, included))
+                    batch, included = producer.create_batch(), []
+                    if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                        raise KafkaError(f"a message for {topic} is larger than a batch")
+                included.append(message)
+            if included:
+                batches.append((topic, partition, batch, included))
+        return batches
 
     def publish(self, message: OutgoingMessage) -> bool:
         """Buffer a message for background delivery; False when the buffer is full."""
