@@ -194,6 +194,8 @@ def test_sql_macros_expand_as_grafana_does() -> None:
         "WHERE id = 'it''s' AND minute BETWEEN '2026-03-01T12:00:00Z' AND '2026-03-01T13:30:00Z' "
         "AND h > '2026-03-01T12:00:00Z' AND h <= '2026-03-01T13:30:00Z'"
     )
+    hourly = gq.expand_sql("SELECT $__timeGroupAlias(t, '1h')", {}, time_range)
+    assert hourly == 'SELECT floor(extract(epoch from t)/3600)*3600 AS "time"'
 
 
 def test_promql_variables_and_durations_expand_and_label_values_lists() -> None:
@@ -332,8 +334,10 @@ def _unknown_metrics(prometheus: httpx.Client, names: set[str]) -> list[str]:
     return unknown
 
 
-def _start_prometheus(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    program = requires_program("prometheus")
+def _start_prometheus(
+    program: str, env: dict[str, str], home: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Prometheus on a free port, scraping every service, with its data under ``home``."""
     config = {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "scrape_timeout": "1s"},
         "scrape_configs": [
@@ -380,6 +384,12 @@ def _targets_down(prometheus: httpx.Client) -> list[str]:
     if len(targets) != len(SERVICES):
         down.append(f"{len(targets)} of {len(SERVICES)} targets")
     return down
+
+
+@pytest.fixture
+def prometheus_program() -> str:
+    """The prometheus binary (asked for before the services start, so a skip is quick)."""
+    return requires_program("prometheus")
 
 
 @pytest.fixture
@@ -502,10 +512,12 @@ async def _publish_failed_serve(env: dict[str, str], experiment_id: str) -> None
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_every_dashboard_query_returns_data(platform: dict[str, str], tmp_path: Path) -> None:
+def test_every_dashboard_query_returns_data(
+    prometheus_program: str, platform: dict[str, str], tmp_path: Path
+) -> None:
     test_started = datetime.now(UTC)
     env = platform
-    process, url = _start_prometheus(env, tmp_path / "prometheus")
+    process, url = _start_prometheus(prometheus_program, env, tmp_path / "prometheus")
     prometheus = httpx.Client(base_url=url, timeout=10)
     assignment = httpx.Client(
         base_url=f"http://127.0.0.1:{env['CINEAMATE_ASSIGNMENT_PORT']}", timeout=10
