@@ -14,47 +14,20 @@ import pytest
 from cineamate.common.experiments import DecisionCriteria
 from cineamate.decision.rules import Counts, decide
 from cineamate.decision.sequential import mixture_sprt, sample_ratio_mismatch
+from cineamate.decision.simulate import simulate
 
 CRITERIA = DecisionCriteria()
-HOURS = 14 * 24
-
-
-def _simulate(
-    experiments: int, base: float, uplift: float, users_per_day: int, seed: int
-) -> tuple[float, list[float]]:
-    """Share of experiments that ever ship when evaluated hourly, and the day each shipped."""
-    rng = np.random.default_rng(seed)
-    per_hour = users_per_day / 24
-    shipped_days = []
-    for _ in range(experiments):
-        trials = np.cumsum(rng.poisson(per_hour, size=(2, HOURS)), axis=1)
-        clicks = np.cumsum(
-            rng.binomial(np.diff(trials, axis=1, prepend=0), [[base * (1 + uplift)], [base]]),
-            axis=1,
-        )
-        for hour in range(HOURS):
-            verdict = decide(
-                Counts(trials[0, hour], clicks[0, hour]),
-                Counts(trials[1, hour], clicks[1, hour]),
-                criteria=CRITERIA,
-                days=(hour + 1) / 24,
-                srm=None,
-            )
-            if verdict.decision == "ship":
-                shipped_days.append((hour + 1) / 24)
-                break
-    return len(shipped_days) / experiments, shipped_days
 
 
 def test_a_a_experiments_watched_every_hour_rarely_ship() -> None:
-    share, _ = _simulate(300, base=0.02, uplift=0.0, users_per_day=5_000, seed=1)
-    assert share <= 0.05
+    result = simulate(300, base_ctr=0.02, uplift=0.0, users_per_day=5_000, seed=1)
+    assert result.ship_share <= 0.05
 
 
 def test_a_real_uplift_ships_after_the_minimum_window() -> None:
-    share, days = _simulate(60, base=0.02, uplift=0.25, users_per_day=5_000, seed=2)
-    assert share >= 0.8
-    assert min(days) >= CRITERIA.min_window_days
+    result = simulate(60, base_ctr=0.02, uplift=0.25, users_per_day=5_000, seed=2)
+    assert result.ship_share >= 0.8
+    assert min(result.ship_days) >= CRITERIA.min_window_days
 
 
 def test_the_confidence_sequence_covers_the_truth_at_every_look() -> None:

@@ -7,70 +7,27 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from cineamate.common.experiments import GuardrailThresholds
-from cineamate.common.latency import BUCKET_BOUNDS_MS, BUCKETS, percentile
 from cineamate.guardrails.rules import Streaks, check_experiment, check_variant
-from cineamate.guardrails.window import Windows, WindowStats
+from cineamate.guardrails.simulate import random_window, rolled_back
+from cineamate.guardrails.window import Windows
 
 THRESHOLDS = GuardrailThresholds()
 WINDOW = timedelta(minutes=15)
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def _window(
-    rng: np.random.Generator,
-    *,
-    serves: int,
-    ctr: float,
-    error_rate: float = 0.002,
-    latency_ms: float = 20.0,
-    items: int = 3_706,
-    slate: int = 10,
-) -> WindowStats:
-    """A variant's window drawn at random (the same figures ``Windows.stats`` gives)."""
-    errors = int(rng.binomial(serves, error_rate))
-    histogram = np.bincount(
-        np.searchsorted(BUCKET_BOUNDS_MS, rng.lognormal(np.log(latency_ms), 0.4, serves)),
-        minlength=BUCKETS,
-    )
-    tops = np.bincount(rng.integers(0, items, serves - errors))
-    impressions = (serves - errors) * slate
-    return WindowStats(
-        calls=serves,
-        errors=errors,
-        latency_p95_ms=percentile(histogram.tolist(), 0.95),
-        impressions=impressions,
-        clicks=float(rng.binomial(impressions, ctr)),
-        top_item=int(tops.argmax()),
-        top_item_serves=int(tops.max()),
-        served=serves - errors,
-    )
-
-
-def _rolled_back(rng: np.random.Generator, **harm: float) -> bool:
-    """Two consecutive evaluations of a variant against an unharmed control."""
-    streaks = Streaks(2)
-    acted = False
-    ctr = 0.05 * harm.pop("ctr_factor", 1.0)
-    for _ in range(2):
-        control = _window(rng, serves=2_000, ctr=0.05)
-        variant = _window(rng, serves=2_000, ctr=ctr, **harm)
-        for check in check_variant(variant, control, THRESHOLDS, min_sample=200, alpha=0.01):
-            acted |= streaks.record("e", "v", check)
-    return acted
-
-
 def test_noise_alone_rolls_back_at_most_one_percent_of_the_time() -> None:
     rng = np.random.default_rng(11)
-    rollbacks = sum(_rolled_back(rng) for _ in range(1_000))
+    rollbacks = sum(rolled_back(rng) for _ in range(1_000))
     assert rollbacks / 1_000 <= 0.01
 
 
 def test_errors_latency_concentration_and_a_real_drop_are_caught() -> None:
     rng = np.random.default_rng(12)
-    assert _rolled_back(rng, error_rate=0.05)
-    assert _rolled_back(rng, latency_ms=200.0)
-    assert _rolled_back(rng, items=1)
-    assert _rolled_back(rng, ctr_factor=0.8)
+    assert rolled_back(rng, error_rate=0.05)
+    assert rolled_back(rng, latency_ms=200.0)
+    assert rolled_back(rng, items=1)
+    assert rolled_back(rng, ctr_factor=0.8)
 
 
 def test_windows_count_what_serves_and_clicks_bring() -> None:
@@ -89,8 +46,8 @@ def test_windows_count_what_serves_and_clicks_bring() -> None:
 
 def test_a_breach_must_hold_in_consecutive_evaluations() -> None:
     rng = np.random.default_rng(13)
-    bad = _window(rng, serves=2_000, ctr=0.05, error_rate=0.05)
-    good = _window(rng, serves=2_000, ctr=0.05)
+    bad = random_window(rng, serves=2_000, ctr=0.05, error_rate=0.05)
+    good = random_window(rng, serves=2_000, ctr=0.05)
     streaks = Streaks(2)
     (error_bad, *_) = check_variant(bad, None, THRESHOLDS, min_sample=200, alpha=0.01)
     (error_good, *_) = check_variant(good, None, THRESHOLDS, min_sample=200, alpha=0.01)
@@ -103,8 +60,8 @@ def test_a_breach_must_hold_in_consecutive_evaluations() -> None:
 
 def test_too_small_a_sample_is_no_data_and_the_whole_experiment_is_checked() -> None:
     rng = np.random.default_rng(14)
-    small = _window(rng, serves=15, ctr=0.05, error_rate=0.5)
+    small = random_window(rng, serves=15, ctr=0.05, error_rate=0.5)
     checks = check_variant(small, small, THRESHOLDS, min_sample=200, alpha=0.01)
     assert {check.status for check in checks} == {"no_data"}
-    broken = _window(rng, serves=1_000, ctr=0.05, error_rate=0.05)
+    broken = random_window(rng, serves=1_000, ctr=0.05, error_rate=0.05)
     assert check_experiment([broken, broken], THRESHOLDS, min_sample=200).status == "breach"
