@@ -6,13 +6,13 @@ selected experiment, panels do not overlap, and the query expander
 (tests/helpers/grafana_queries.py) expands what it knows as Grafana does and
 refuses anything else.
 
-The integration test starts the assignment, reward, policy and analytics
-services and a Prometheus server (Debian package ``prometheus``) scraping
-them every second, drives recommendations and clicks (some late, one on an
-item that was not served) through the HTTP API, then runs every variable
-query and panel query of every dashboard: each SQL query against the
-database the services filled, each PromQL expression on Prometheus. Every
-one must return data.
+The integration test starts the six services and a Prometheus server (Debian
+package ``prometheus``) scraping them every second, drives recommendations
+and clicks (some late, one on an item that was not served) through the HTTP
+API, publishes one failed serve (which the guardrails roll back), then runs
+every variable, annotation and panel query of every dashboard: each SQL
+query against the database the services filled, each PromQL expression on
+Prometheus. Every one must return data.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _load_helper(name: str) -> ModuleType:
 
 gq = _load_helper("grafana_queries")
 
-SERVICES = ("assignment", "reward", "policy", "analytics")
+SERVICES = ("assignment", "reward", "policy", "analytics", "guardrails", "decision")
 SCRAPE_SECONDS = 1
 # What Grafana would put for its global variables, for a range that holds the whole test.
 DURATIONS = {"__interval": "1m", "__rate_interval": "2m", "__range": "1h"}
@@ -394,12 +394,19 @@ def prometheus_program() -> str:
 
 @pytest.fixture
 def platform(isolated_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The four services on a migrated database, and their environment."""
+    """The services on a migrated database, evaluating guardrails and decisions every
+    second, and their environment."""
     env = dict(isolated_env) | {
         "CINEAMATE_REWARD_IDLE_AFTER_SECONDS": "1",
         "CINEAMATE_REWARD_ALLOWED_LATENESS_SECONDS": "0.5",
         "CINEAMATE_POLICY_SNAPSHOT_INTERVAL_SECONDS": "1",
         "CINEAMATE_ANALYTICS_EXPERIMENT_CACHE_SECONDS": "0.5",
+        "CINEAMATE_GUARDRAILS_EVALUATION_INTERVAL_SECONDS": "1",
+        "CINEAMATE_GUARDRAILS_MIN_SAMPLE": "1",
+        "CINEAMATE_GUARDRAILS_ASSIGNMENT_URL": (
+            f"http://127.0.0.1:{isolated_env['CINEAMATE_ASSIGNMENT_PORT']}"
+        ),
+        "CINEAMATE_DECISION_EVALUATION_INTERVAL_SECONDS": "1",
     }
     provision(env)
     started = []
@@ -427,6 +434,8 @@ def _create_experiment(assignment: httpx.Client) -> str:
             "traffic": 1.0,
             "slate_size": SLATE,
             "reward_window_hours": WINDOW_SECONDS / 3600,
+            # Any failed serve breaches it: the failed one published below rolls "ts" back.
+            "guardrails": {"error_rate": 0.0},
         },
     )
     assert created.status_code == 201, created.text

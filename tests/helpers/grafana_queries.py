@@ -94,7 +94,7 @@ def load_dashboards(directory: Path) -> list[dict[str, Any]]:
 
 def queries(dashboard: Mapping[str, Any]) -> list[DashboardQuery]:
     """A dashboard's variable queries in their order (a later one may use an earlier one),
-    then every panel target (those of rows included)."""
+    then its annotation queries and every panel target (those of rows included)."""
     found = []
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
@@ -104,6 +104,11 @@ def queries(dashboard: Mapping[str, Any]) -> list[DashboardQuery]:
             found.append(
                 DashboardQuery(dashboard["title"], where, variable["datasource"]["type"], text)
             )
+    for annotation in dashboard["annotations"]["list"]:
+        where = f"annotation {annotation['name']}"
+        found.append(
+            DashboardQuery(dashboard["title"], where, POSTGRES, annotation["target"]["rawSql"])
+        )
     for panel in _panels(dashboard["panels"]):
         for target in panel.get("targets", []):
             kind = target["datasource"]["type"]
