@@ -70,7 +70,9 @@ def _effect(verdict: Verdict) -> dict[str, Any] | None:
     }
 
 
-async def evaluate(pool: asyncpg.Pool, experiment: Experiment) -> dict[str, Any]:
+async def evaluate(
+    pool: asyncpg.Pool, experiment: Experiment, *, tuned_uplift: float
+) -> dict[str, Any]:
     """Per variant against the control: ship, iterate or kill with the reasons; the overall
     decision and the best variant."""
     config = experiment.config
@@ -86,7 +88,14 @@ async def evaluate(pool: asyncpg.Pool, experiment: Experiment) -> dict[str, Any]
         if variant.name == control_name:
             continue
         mine = counts.get(variant.name, Counts(0.0, 0.0))
-        verdict = decide(mine, control, criteria=config.decision, days=days, srm=srm)
+        verdict = decide(
+            mine,
+            control,
+            criteria=config.decision,
+            days=days,
+            srm=srm,
+            tuned_uplift=tuned_uplift,
+        )
         variants.append(
             {
                 "variant": variant.name,
@@ -161,7 +170,9 @@ class DecisionLoop:
             experiment = await fetch_experiment(self._pool, row["id"])
             if experiment is None:
                 continue
-            result = await evaluate(self._pool, experiment)
+            result = await evaluate(
+                self._pool, experiment, tuned_uplift=self._settings.tuned_uplift
+            )
             await self._pool.execute(
                 "INSERT INTO decisions (experiment_id, decision, best_variant, details) "
                 "VALUES ($1, $2, $3, $4)",

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from cineamate.common.auth import Role, require
 from cineamate.common.experiments import require_experiment
 from cineamate.decision.evaluate import evaluate
+from cineamate.decision.settings import DecisionSettings
 
 __all__ = ["router"]
 
@@ -23,7 +24,8 @@ async def decision(request: Request, experiment_id: str) -> dict[str, Any]:
     sample-ratio-mismatch check; and when the stored evaluation last ran."""
     pool: asyncpg.Pool = request.app.state.dependencies.pool
     experiment = await require_experiment(pool, experiment_id)
-    result = await evaluate(pool, experiment)
+    settings: DecisionSettings = request.app.state.settings
+    result = await evaluate(pool, experiment, tuned_uplift=settings.tuned_uplift)
     last = await pool.fetchval(
         "SELECT max(evaluated_at) FROM decisions WHERE experiment_id = $1", experiment_id
     )

@@ -58,8 +58,13 @@ def decide(
     criteria: DecisionCriteria,
     days: float,
     srm: SrmResult | None,
+    tuned_uplift: float = 0.10,
 ) -> Verdict:
-    """The verdict for ``variant`` against ``control`` after ``days`` of event time."""
+    """The verdict for ``variant`` against ``control`` after ``days`` of event time.
+
+    The sequential test is tuned to detect a relative uplift of ``tuned_uplift``
+    (or ``min_uplift`` if larger) fastest; it stays valid whatever the true effect.
+    """
     pooled_trials = variant.trials + control.trials
     pooled = (variant.successes + control.successes) / pooled_trials if pooled_trials else 0.0
     test = mixture_sprt(
@@ -68,7 +73,7 @@ def decide(
         control.successes,
         control.trials,
         alpha=criteria.significance_level,
-        tau=max(criteria.min_uplift, 0.01) * max(pooled, 1e-4),
+        tau=max(criteria.min_uplift, tuned_uplift) * max(pooled, 1e-4),
     )
     confidence = 1 - test.p_value if test else None
     enough = min(variant.trials, control.trials) >= criteria.min_events_per_policy

@@ -18,8 +18,10 @@ often it is computed, is at most alpha. The matching confidence sequence is
 
     d +- sqrt(V (V + tau^2) / tau^2 * (log((V + tau^2) / V) - 2 log alpha)).
 
-tau is the effect size the test is tuned for: the experiment's minimum
-uplift times the pooled CTR.
+tau is the effect size the test is tuned for: a relative uplift (the
+decision service's ``CINEAMATE_DECISION_TUNED_UPLIFT``, 10% by default, or the
+experiment's minimum uplift if larger) times the pooled CTR. Any tau keeps
+the guarantee; a tau near the true effect reaches a decision soonest.
 """
 
 from __future__ import annotations

@@ -18,3 +18,8 @@ class DecisionSettings(CommonSettings):
     evaluation_interval_seconds: float = setting(
         60.0, description="How often every running experiment's decision is evaluated and stored."
     )
+    tuned_uplift: float = setting(
+        0.10,
+        description="Relative uplift the sequential test is tuned to detect fastest (its "
+        "mixing scale); the error guarantee holds for any value.",
+    )
