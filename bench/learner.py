@@ -16,13 +16,9 @@ counts only if every arm's pulls and successes come out exact.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,36 +27,38 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 import numpy.typing as npt
-import psutil
-import uvloop
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
+from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
-from bench._machine import machine_cpu_seconds
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
-from cineamate.common.events import RewardedItem, RewardEvent
-from cineamate.common.experiments import ExperimentConfig, VariantConfig
-from cineamate.common.kafka import EventProducer, OutgoingMessage
-from cineamate.stack.local import LocalStack
-from cineamate.stack.processes import spawn, stop_process
-from cineamate.stack.testing import (
-    free_ports,
-    insert_running_experiment,
-    run_cli,
-    topic_environment,
+from bench._services import (
+    FETCH_MAX_RECORDS,
+    N_ITEMS,
+    POLL_SECONDS,
+    ServiceBenchFailed,
+    ServiceProcess,
+    batch_means,
+    consumer_metrics,
+    cpu_seconds,
+    cpu_shares,
+    fetch_all,
+    median,
+    produce,
+    run_loop,
+    service_env,
+    start_experiment,
+    temporary_stack,
 )
+from cineamate.common.events import RewardedItem, RewardEvent
+from cineamate.common.kafka import OutgoingMessage
+from cineamate.stack.local import LocalStack
 
-N_ITEMS = 3_706
 # (variant, policy type); the last one is the control.
 VARIANTS = (("ts", "thompson"), ("eg", "egreedy"), ("control", "random"))
 CLICK_RATE = 0.05
 REWARD_PARTITIONS = 6
 RUNS = 3
 SEED = 1_000_211
-POLL_SECONDS = 0.05
-# Records per getmany, as the service's default (CINEAMATE_CONSUMER_MAX_RECORDS).
-FETCH_MAX_RECORDS = 2_000
 EVALSHA_PIPELINE = 100
 TARGET_REWARDS_PER_S = 20_000.0
 _TARGET_SPEC = "spec: the learner applies at least 20,000 rewards/s (<= 50 us per reward)"
@@ -74,7 +72,7 @@ IntArray = npt.NDArray[np.int64]
 T = TypeVar("T")
 
 
-class LearnerFailed(RuntimeError):
+class LearnerFailed(ServiceBenchFailed):
     """The learner did not apply exactly the rewards it was given."""
 
 
@@ -128,83 +126,12 @@ def _make_rewards(experiment_id: str, count: int, seed: int) -> _Rewards:
     return _Rewards(events, arm_to_pulls, arm_to_successes)
 
 
-def _run_loop(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine on uvloop, the loop the service runs on."""
-    return uvloop.run(coroutine_factory())
-
-
-def _cli(env: dict[str, str], *args: str) -> None:
-    done = run_cli(env, *args)
-    if done.returncode != 0:
-        raise RuntimeError(f"cineamate {' '.join(args)} failed: {done.stderr[-2000:]}")
-
-
 def _service_env(stack: LocalStack, tag: str) -> dict[str, str]:
-    """The service's environment: the stack, topics and group of this run, free ports."""
-    env = dict(os.environ) | stack.environment()
-    env.update(topic_environment(tag))
-    env.update(free_ports())
-    # Token checks stay on, as in production; the benchmark reads with its own token.
-    env["CINEAMATE_ADMIN_TOKEN"] = secrets.token_hex(16)
-    env["CINEAMATE_READ_TOKEN"] = secrets.token_hex(16)
+    """The policy service's environment: the run's topics and group, free ports."""
+    env = service_env(stack, tag)
     env["CINEAMATE_REWARDS_PARTITIONS"] = str(REWARD_PARTITIONS)
     env["CINEAMATE_POLICY_CONSUMER_GROUP"] = f"policy-{tag}"
-    env["CINEAMATE_LOG_LEVEL"] = "WARNING"
-    env["CINEAMATE_LOG_FORMAT"] = "json"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
-
-
-async def _create_experiment(database_url: str, experiment_id: str) -> None:
-    config = ExperimentConfig(
-        name="learner benchmark",
-        catalogue=list(range(1, N_ITEMS + 1)),
-        policies=[
-            VariantConfig(name=name, type=policy_type, control=name == VARIANTS[-1][0])
-            for name, policy_type in VARIANTS
-        ],
-    )
-    await insert_running_experiment(database_url, experiment_id, config)
-
-
-async def _produce(bootstrap: str, topic: str, events: list[RewardEvent]) -> None:
-    producer = EventProducer(bootstrap, client_id="bench-learner")
-    await producer.start()
-    try:
-        await producer.send_many(OutgoingMessage.of(topic, event) for event in events)
-    finally:
-        await producer.stop()
-
-
-async def _consume_all(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
-    """Baseline: fetch every message of ``topic`` with getmany and do nothing with it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(REWARD_PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        per_partition = dict.fromkeys(range(REWARD_PARTITIONS), 0)
-        seen = 0
-        started = time.perf_counter()
-        deadline = started + 120
-        while seen < expected and time.perf_counter() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=FETCH_MAX_RECORDS)
-            for tp, messages in batch.items():
-                per_partition[tp.partition] += len(messages)
-                seen += len(messages)
-        seconds = time.perf_counter() - started
-    finally:
-        await consumer.stop()
-    if seen != expected:
-        raise LearnerFailed(f"baseline consumer read {seen} messages, expected {expected}")
-    return {"seconds": seconds, "per_s": seen / seconds, "messages_per_partition": per_partition}
 
 
 async def _evalsha_rate(redis_url: str, calls: int, tag: str) -> dict[str, Any]:
@@ -233,37 +160,18 @@ async def _evalsha_rate(redis_url: str, calls: int, tag: str) -> dict[str, Any]:
     return {"calls": calls, "seconds": seconds, "per_s": calls / seconds}
 
 
-class _Service:
+class _Service(ServiceProcess):
     """One policy service process, polled over HTTP."""
 
+    failure = LearnerFailed
+
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self._log = open(log_path, "ab")
-        self.log_path = log_path
-        self.started = time.perf_counter()
-        self.process = spawn(
-            [sys.executable, "-m", "cineamate.cli", "serve", "policy"], log=self._log, env=env
-        )
-        self.http = httpx.Client(
-            base_url=f"http://127.0.0.1:{env['CINEAMATE_POLICY_PORT']}",
-            headers={"Authorization": f"Bearer {env['CINEAMATE_READ_TOKEN']}"},
-            timeout=5,
-        )
+        super().__init__("policy", env, log_path)
+        self.http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=5)
 
     def stop(self) -> None:
         self.http.close()
-        stop_process(self.process, timeout=30)
-        self._log.close()
-
-    def log_tail(self) -> str:
-        """The end of the service's log: the temporary folder is gone once the benchmark ends."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-2000:].strip() or "(empty log)"
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise LearnerFailed(
-                f"the policy service exited ({self.process.returncode}): {self.log_tail()}"
-            )
+        self.stop_process()
 
     def ready(self) -> bool:
         try:
@@ -285,54 +193,8 @@ class _Service:
 
     def metrics(self, group: str) -> dict[str, float]:
         """The consumer's batch histograms and failure counters for ``group``."""
-        wanted = {
-            "cineamate_consumer_processing_seconds_sum": "processing_seconds_sum",
-            "cineamate_consumer_processing_seconds_count": "batches",
-            "cineamate_consumer_batch_size_records_sum": "batch_records_sum",
-            "cineamate_consumer_batch_size_records_count": "batch_size_count",
-            "cineamate_consumer_batch_failures_total": "batch_failures",
-        }
-        found = dict.fromkeys([*wanted.values(), "dead_letters"], 0.0)
         text = self.http.get("/metrics").text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in wanted and sample.labels.get("group") == group:
-                    found[wanted[sample.name]] = float(sample.value)
-                elif sample.name == "cineamate_dead_letters_total":
-                    found["dead_letters"] += float(sample.value)
-        return found
-
-
-def _cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
-    """User plus system CPU seconds used so far by each named process and its children
-    (except for this process, whose children are the servers and the service), and by the
-    whole machine (busy, and stolen by the hypervisor)."""
-    used = {}
-    for name, pid in pids.items():
-        if pid is None:
-            continue
-        try:
-            process = psutil.Process(pid)
-            total = sum(process.cpu_times()[:2])
-            if pid != os.getpid():
-                for child in process.children(recursive=True):
-                    total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            continue
-        used[name] = total
-    return used | machine_cpu_seconds()
-
-
-def _cpu_shares(
-    before: dict[str, float], after: dict[str, float], seconds: float
-) -> dict[str, float]:
-    """Cores used per process over ``seconds``, and by every other process on the machine."""
-    shares = {name: (after[name] - before[name]) / seconds for name in after if name in before}
-    ours = sum(
-        share for name, share in shares.items() if name not in ("machine_busy", "machine_steal")
-    )
-    shares["other_processes"] = max(shares.pop("machine_busy") - ours, 0.0)
-    return shares
+        return consumer_metrics(text, group, {"cineamate_dead_letters_total": "dead_letters"})
 
 
 def _wait(what: str, deadline: float, service: _Service, until: Callable[[], T | None]) -> T:
@@ -367,7 +229,7 @@ def _measure_service(
         first_pulls = _wait("the first reward", deadline, service, pulls_so_far)
         first = time.perf_counter()
         pids = {"service": service.process.pid, **server_pids, "bench": os.getpid()}
-        cpu_at_first = _cpu_seconds(pids)
+        cpu_at_first = cpu_seconds(pids)
         polls = 0
 
         def all_applied() -> float | None:
@@ -378,7 +240,7 @@ def _measure_service(
 
         final_pulls = _wait("every reward", deadline, service, all_applied)
         done = time.perf_counter()
-        cpu_at_done = _cpu_seconds(pids)
+        cpu_at_done = cpu_seconds(pids)
         # A double count could land after the total first reached the expected figure.
         time.sleep(1.0)
         errors = _check_counts(service, experiment_id, rewards, final_pulls)
@@ -391,7 +253,6 @@ def _measure_service(
     finally:
         service.stop()
     window = done - first
-    batches = metrics["batches"] or 1.0
     return {
         "start_s": ready - service.started,
         "first_reward_s": first - service.started,
@@ -402,11 +263,8 @@ def _measure_service(
         "rewards_per_s": (expected - first_pulls) / window,
         "rewards_per_s_from_ready": expected / (done - ready),
         "consumer_metrics": metrics,
-        "batch_records_mean": metrics["batch_records_sum"] / batches,
-        "batch_ms_mean": 1_000 * metrics["processing_seconds_sum"] / batches,
-        "records_per_processing_s": metrics["batch_records_sum"]
-        / max(metrics["processing_seconds_sum"], 1e-9),
-        "cpu_share_in_window": _cpu_shares(cpu_at_first, cpu_at_done, window),
+        **batch_means(metrics),
+        "cpu_share_in_window": cpu_shares(cpu_at_first, cpu_at_done, window),
         "errors": errors,
     }
 
@@ -441,16 +299,20 @@ def _one_run(
     tag = uuid.uuid4().hex[:8]
     env = _service_env(stack, tag)
     experiment_id = f"bench-{tag}"
-    _cli(env, "topics")
-    _run_loop(lambda: _create_experiment(env["DATABASE_URL"], experiment_id))
+    start_experiment(env, experiment_id, "learner benchmark", VARIANTS)
     rewards = _make_rewards(experiment_id, count, SEED + number)
     topic = env["CINEAMATE_REWARDS_TOPIC"]
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     started = time.perf_counter()
-    _run_loop(lambda: _produce(bootstrap, topic, rewards.events))
+    run_loop(
+        lambda: produce(
+            bootstrap, (OutgoingMessage.of(topic, e) for e in rewards.events), "bench-learner"
+        )
+    )
     produce_s = time.perf_counter() - started
-    kafka = _run_loop(lambda: _consume_all(bootstrap, topic, count))
-    redis = _run_loop(lambda: _evalsha_rate(env["REDIS_URL"], evalsha_calls, tag))
+    partitions = [TopicPartition(topic, p) for p in range(REWARD_PARTITIONS)]
+    kafka = run_loop(lambda: fetch_all(bootstrap, partitions, count))
+    redis = run_loop(lambda: _evalsha_rate(env["REDIS_URL"], evalsha_calls, tag))
     server_pids = {server.name: server.pid for server in stack.embedded}
     learner = _measure_service(env, experiment_id, rewards, home / f"policy-{tag}.log", server_pids)
     return {
@@ -462,28 +324,15 @@ def _one_run(
     }
 
 
-def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return float(np.median([run[key] for run in runs]))
-
-
 @benchmark("learner")
 def run(options: RunOptions) -> tuple[Figures, Details]:
     """Rewards/s applied by one policy service process, vs bare Kafka fetch and Redis EVALSHA."""
     count = options.repeats(200_000, 40_000)
     evalsha_calls = options.repeats(100_000, 20_000)
-    home = Path(tempfile.mkdtemp(prefix="cineamate-bench-"))
-    # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
-    home.chmod(0o755)
-    stack = LocalStack(home, durable=False, environ={})
     runs: list[dict[str, Any]] = []
-    try:
-        stack.start()
-        _cli(_service_env(stack, "migrate"), "migrate")
+    with temporary_stack(lambda stack: _service_env(stack, "migrate")) as (stack, home):
         for number in range(RUNS):
             runs.append(_one_run(stack, home, count, evalsha_calls, number))
-    finally:
-        stack.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
     wrong = [f"run {n}: {'; '.join(r['errors'])}" for n, r in enumerate(runs) if r["errors"]]
     if wrong:
@@ -491,17 +340,17 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
 
     kafka_per_s = float(np.median([r["baseline_kafka"]["per_s"] for r in runs]))
     evalsha_per_s = float(np.median([r["baseline_redis"]["per_s"] for r in runs]))
-    learner_per_s = _median(runs, "rewards_per_s")
+    learner_per_s = median(runs, "rewards_per_s")
     figures: Figures = {
         "baseline_kafka_consume_per_s": kafka_per_s,
         "baseline_redis_evalsha_per_s": evalsha_per_s,
         "baseline_redis_evalsha_us": 1e6 / evalsha_per_s,
         "learner_rewards_per_s": learner_per_s,
         "learner_reward_us": 1e6 / learner_per_s,
-        "learner_rewards_per_s_from_ready": _median(runs, "rewards_per_s_from_ready"),
-        "learner_start_s": _median(runs, "start_s"),
-        "learner_first_reward_s": _median(runs, "first_reward_s"),
-        "learner_end_to_end_s": _median(runs, "end_to_end_s"),
+        "learner_rewards_per_s_from_ready": median(runs, "rewards_per_s_from_ready"),
+        "learner_start_s": median(runs, "start_s"),
+        "learner_first_reward_s": median(runs, "first_reward_s"),
+        "learner_end_to_end_s": median(runs, "end_to_end_s"),
     }
     details: Details = {
         "config": {
@@ -519,9 +368,9 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
             "seed": SEED,
         },
         "runs": runs,
-        "batch_records_mean": _median(runs, "batch_records_mean"),
-        "batch_ms_mean": _median(runs, "batch_ms_mean"),
-        "records_per_processing_s": _median(runs, "records_per_processing_s"),
+        "batch_records_mean": median(runs, "batch_records_mean"),
+        "batch_ms_mean": median(runs, "batch_ms_mean"),
+        "records_per_processing_s": median(runs, "records_per_processing_s"),
     }
     add_ratio(figures, details, "learner_rewards_per_s", "baseline_kafka_consume_per_s")
     add_ratio(figures, details, "learner_reward_us", "baseline_redis_evalsha_us")

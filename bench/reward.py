@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -34,25 +31,29 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
-from bench.learner import (
+from bench._services import (
+    FETCH_MAX_RECORDS,
     N_ITEMS,
     POLL_SECONDS,
-    VARIANTS,
-    _cli,
-    _cpu_seconds,
-    _cpu_shares,
-    _median,
-    _run_loop,
-    _service_env,
+    ConsumingService,
+    ServiceBenchFailed,
+    batch_means,
+    cpu_seconds,
+    cpu_shares,
+    fetch_all,
+    median,
+    produce,
+    run_loop,
+    service_env,
+    start_experiment,
+    temporary_stack,
 )
+from bench.learner import VARIANTS
 from cineamate.common.events import (
     ClickEvent,
     DeadLetter,
@@ -61,12 +62,9 @@ from cineamate.common.events import (
     ServeEvent,
     encode,
 )
-from cineamate.common.experiments import ExperimentConfig, VariantConfig
-from cineamate.common.kafka import EventProducer, OutgoingMessage
+from cineamate.common.kafka import OutgoingMessage
 from cineamate.reward.synthetic import Stream, generate
 from cineamate.stack.local import LocalStack
-from cineamate.stack.processes import spawn, stop_process
-from cineamate.stack.testing import insert_running_experiment
 
 CATALOGUE = list(range(1, N_ITEMS + 1))
 SLATE_SIZE = 10
@@ -74,8 +72,6 @@ CLICK_RATE = 0.05
 INPUT_PARTITIONS = 6
 RUNS = 3
 SEED = 1_000_223
-# Records per getmany, as the service's default (CINEAMATE_CONSUMER_MAX_RECORDS).
-FETCH_MAX_RECORDS = 2_000
 # Throughput stream: the windows are short against the stream's event-time span
 # (one serve every 3 ms), so most of them close while the service catches up.
 STREAM_WINDOW = timedelta(seconds=30)
@@ -97,13 +93,14 @@ _THROUGHPUT_SPEC = "spec: one instance joins at least 20,000 input events/s (<= 
 _LATENCY_SPEC = "spec: at 5,000 events/s steady load, click-to-reward latency p99 is under 1 s"
 
 
-class RewardBenchFailed(RuntimeError):
+class RewardBenchFailed(ServiceBenchFailed):
     """The reward service did not produce exactly the rewards its input calls for."""
 
 
 def _reward_env(stack: LocalStack, tag: str) -> dict[str, str]:
     """The policy benchmark's environment, with the join's own group, partitions and clocks."""
-    env = _service_env(stack, tag)
+    env = service_env(stack, tag)
+    env["CINEAMATE_REWARDS_PARTITIONS"] = str(INPUT_PARTITIONS)
     env["CINEAMATE_REWARD_CONSUMER_GROUP"] = f"reward-{tag}"
     env["CINEAMATE_SERVES_PARTITIONS"] = str(INPUT_PARTITIONS)
     env["CINEAMATE_CLICKS_PARTITIONS"] = str(INPUT_PARTITIONS)
@@ -116,17 +113,13 @@ def _prepare(stack: LocalStack, window: timedelta) -> tuple[dict[str, str], str]
     tag = uuid.uuid4().hex[:8]
     env = _reward_env(stack, tag)
     experiment_id = f"bench-{tag}"
-    _cli(env, "topics")
-    config = ExperimentConfig(
-        name="reward benchmark",
-        catalogue=CATALOGUE,
+    start_experiment(
+        env,
+        experiment_id,
+        "reward benchmark",
+        VARIANTS,
         reward_window_hours=window.total_seconds() / 3600,
-        policies=[
-            VariantConfig(name=name, type=policy_type, control=name == VARIANTS[-1][0])
-            for name, policy_type in VARIANTS
-        ],
     )
-    _run_loop(lambda: insert_running_experiment(env["DATABASE_URL"], experiment_id, config))
     return env, experiment_id
 
 
@@ -142,159 +135,24 @@ def _inputs(env: dict[str, str]) -> list[TopicPartition]:
     ]
 
 
-class _Offsets:
-    """The input offsets the service's consumer group has committed."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self._bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-        self._group = env["CINEAMATE_REWARD_CONSUMER_GROUP"]
-        self._inputs = _inputs(env)
-        self._coordinator: int | None = None
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-
-    async def start(self) -> None:
-        await self._admin.start()
-
-    async def stop(self) -> None:
-        await self._admin.close()
-
-    async def committed(self) -> int:
-        """Input events the group has committed, over both topics."""
-        if self._coordinator is None:
-            self._coordinator = await self._admin.find_coordinator(self._group)
-        offsets = await self._admin.list_consumer_group_offsets(
-            self._group, self._coordinator, partitions=self._inputs
-        )
-        return sum(max(meta.offset, 0) for meta in offsets.values())
-
-
-class _Service:
+class _Service(ConsumingService):
     """One reward service process."""
 
+    failure = RewardBenchFailed
+
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self._log = open(log_path, "ab")
-        self.log_path = log_path
-        self.started = time.perf_counter()
-        self.group = env["CINEAMATE_REWARD_CONSUMER_GROUP"]
-        self.process = spawn(
-            [sys.executable, "-m", "cineamate.cli", "serve", "reward"], log=self._log, env=env
+        super().__init__(
+            "reward", env, log_path, env["CINEAMATE_REWARD_CONSUMER_GROUP"], _inputs(env)
         )
-        self.http = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{env['CINEAMATE_REWARD_PORT']}",
-            headers={"Authorization": f"Bearer {env['CINEAMATE_READ_TOKEN']}"},
-            timeout=5,
-        )
-        self._offsets = _Offsets(env)
-        self._offsets_started = False
 
-    async def stop(self) -> None:
-        await self.http.aclose()
-        stop_process(self.process, timeout=30)
-        if self._offsets_started:
-            await self._offsets.stop()
-        self._log.close()
-
-    async def committed(self) -> int:
-        """Input events the service's consumer group has committed."""
-        if not self._offsets_started:
-            await self._offsets.start()
-            self._offsets_started = True
-        return await self._offsets.committed()
-
-    async def first_commit(self, deadline: float) -> int:
-        """Poll until the group commits anything (it has joined and processed a batch)."""
-        while (committed := await self.committed()) == 0:
-            self.check_alive()
-            if time.perf_counter() > deadline:
-                raise RewardBenchFailed(f"no commit in time: {self.log_tail()}")
-            await asyncio.sleep(POLL_SECONDS)
-        return committed
-
-    def log_tail(self) -> str:
-        """The end of the service's log: the temporary folder is gone once the benchmark ends."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-2000:].strip() or "(empty log)"
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RewardBenchFailed(
-                f"the reward service exited ({self.process.returncode}): {self.log_tail()}"
-            )
-
-    async def wait_ready(self, deadline: float) -> None:
-        while time.perf_counter() < deadline:
-            self.check_alive()
-            try:
-                if (await self.http.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(POLL_SECONDS)
-        raise RewardBenchFailed(f"/readyz never answered 200: {self.log_tail()}")
-
-    async def metrics(self) -> dict[str, float]:
-        """The consumer's batch histograms and failures, the join's counters, and the messages
-        the service's producer had acknowledged (rewards, late clicks, dead letters)."""
-        wanted = {
-            "cineamate_consumer_processing_seconds_sum": "processing_seconds_sum",
-            "cineamate_consumer_processing_seconds_count": "batches",
-            "cineamate_consumer_batch_size_records_sum": "batch_records_sum",
-            "cineamate_consumer_batch_failures_total": "batch_failures",
-        }
-        joined = {
-            "cineamate_reward_held_clicks_total": "held_clicks",
-            "cineamate_reward_duplicate_clicks_total": "duplicate_clicks",
-            "cineamate_dead_letters_total": "dead_letters",
-        }
-        found = dict.fromkeys([*wanted.values(), *joined.values(), "output_messages"], 0.0)
-        text = (await self.http.get("/metrics")).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in wanted and sample.labels.get("group") == self.group:
-                    found[wanted[sample.name]] = float(sample.value)
-                elif sample.name in joined:
-                    found[joined[sample.name]] += float(sample.value)
-                elif sample.name == "cineamate_producer_sent_total":
-                    found["output_messages"] += float(sample.value)
-        return found
-
-
-async def _produce(bootstrap: str, messages: list[OutgoingMessage]) -> float:
-    """Produce ``messages`` acknowledged; the seconds it took."""
-    producer = EventProducer(bootstrap, client_id="bench-reward")
-    await producer.start()
-    try:
-        started = time.perf_counter()
-        await producer.send_many(messages)
-        return time.perf_counter() - started
-    finally:
-        await producer.stop()
-
-
-async def _consume_all(bootstrap: str, partitions: list[TopicPartition], expected: int) -> float:
-    """Baseline: fetch every message of ``partitions`` with getmany, do nothing; the rate."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        seen = 0
-        started = time.perf_counter()
-        deadline = started + 120
-        while seen < expected and time.perf_counter() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=FETCH_MAX_RECORDS)
-            seen += sum(len(messages) for messages in batch.values())
-        seconds = time.perf_counter() - started
-    finally:
-        await consumer.stop()
-    if seen != expected:
-        raise RewardBenchFailed(f"baseline consumer read {seen} messages, expected {expected}")
-    return seen / seconds
+    # The join's counters, and the messages the service's producer had acknowledged
+    # (rewards, late clicks, dead letters).
+    summed = {
+        "cineamate_reward_held_clicks_total": "held_clicks",
+        "cineamate_reward_duplicate_clicks_total": "duplicate_clicks",
+        "cineamate_dead_letters_total": "dead_letters",
+        "cineamate_producer_sent_total": "output_messages",
+    }
 
 
 async def _read_topic(
@@ -353,17 +211,6 @@ def _failures(metrics: dict[str, float]) -> list[str]:
         f"{metrics['dead_letters']:g} dead letters and {metrics['batch_failures']:g} "
         "failed batches, expected none"
     ]
-
-
-def _batch_means(metrics: dict[str, float]) -> dict[str, float]:
-    """Records per batch, milliseconds per batch and records per second inside batches."""
-    batches = metrics["batches"] or 1.0
-    return {
-        "batch_records_mean": metrics["batch_records_sum"] / batches,
-        "batch_ms_mean": 1_000 * metrics["processing_seconds_sum"] / batches,
-        "records_per_processing_s": metrics["batch_records_sum"]
-        / max(metrics["processing_seconds_sum"], 1e-9),
-    }
 
 
 async def _check_outputs(env: dict[str, str], stream: Stream, timeout: float) -> dict[str, Any]:
@@ -448,57 +295,24 @@ async def _measure_throughput(
     """Start the service on the pre-produced stream; time how fast the group commits it."""
     service = _Service(env, log_path)
     try:
-        deadline = service.started + 60 + expected / 2_000
-        await service.wait_ready(deadline)
-        ready = time.perf_counter()
-        committed = await service.first_commit(deadline)
-        first = time.perf_counter()
-        committed_at_first = committed
-        pids = {"service": service.process.pid, **server_pids, "bench": os.getpid()}
-        cpu_at_first = _cpu_seconds(pids)
-        metrics_at_first = await service.metrics()
-        polls = 0
-        while committed < expected:
-            service.check_alive()
-            if time.perf_counter() > deadline:
-                raise RewardBenchFailed(
-                    f"{committed} of {expected} events committed in time: {service.log_tail()}"
-                )
-            await asyncio.sleep(POLL_SECONDS)
-            committed = await service.committed()
-            polls += 1
-        done = time.perf_counter()
-        cpu_at_done = _cpu_seconds(pids)
-        metrics_at_done = await service.metrics()
+        window = await service.drain(expected, server_pids)
         # The idle watermark closes the last windows about a second after the input ends.
         check = await _check_outputs(env, stream, timeout=60 + expected / 5_000)
         metrics = await service.metrics()
     finally:
         await service.stop()
     errors = check.pop("errors") + _failures(metrics)
+    committed = window.pop("committed")
     if committed != expected:
         errors.append(f"{committed} events committed, expected {expected}")
-    window = done - first
-    shares = _cpu_shares(cpu_at_first, cpu_at_done, window)
-    output_messages = metrics_at_done["output_messages"] - metrics_at_first["output_messages"]
+    at_first, at_done = window.pop("metrics_at_first"), window.pop("metrics_at_done")
+    output_messages = at_done["output_messages"] - at_first["output_messages"]
     return {
-        "start_s": ready - service.started,
-        "first_commit_s": first - service.started,
-        "end_to_end_s": done - service.started,
-        "window_s": window,
-        "committed_at_first_poll": committed_at_first,
-        "polls_in_window": polls,
-        "events_per_s": (expected - committed_at_first) / window,
-        "events_per_s_from_ready": expected / (done - ready),
+        **window,
         "output_messages_in_window": output_messages,
-        "output_messages_per_s": output_messages / window,
+        "output_messages_per_s": output_messages / window["window_s"],
         "consumer_metrics": metrics,
-        **_batch_means(metrics),
-        "cpu_share_in_window": shares,
-        "service_cpu_us_per_event": 1e6
-        * shares["service"]
-        * window
-        / (expected - committed_at_first),
+        **batch_means(metrics),
         **check,
         "errors": errors,
     }
@@ -515,11 +329,11 @@ def _throughput_run(stack: LocalStack, home: Path, events: int, number: int) -> 
     ]
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     expected = len(messages)
-    produce_s = _run_loop(lambda: _produce(bootstrap, messages))
-    baseline = _run_loop(lambda: _consume_all(bootstrap, _inputs(env), expected))
+    produce_s = run_loop(lambda: produce(bootstrap, messages, "bench-reward"))
+    baseline = run_loop(lambda: fetch_all(bootstrap, _inputs(env), expected))
     server_pids = {server.name: server.pid for server in stack.embedded}
     log_path = home / f"reward-{experiment_id}.log"
-    measured = _run_loop(lambda: _measure_throughput(env, stream, expected, log_path, server_pids))
+    measured = run_loop(lambda: _measure_throughput(env, stream, expected, log_path, server_pids))
     return {
         "experiment_id": experiment_id,
         "input_events": expected,
@@ -530,7 +344,7 @@ def _throughput_run(stack: LocalStack, home: Path, events: int, number: int) -> 
         "expected_reward_ids": len(stream.outcomes),
         "event_time_span_s": stream.serves * STREAM_SPACING.total_seconds(),
         "produce_per_s": expected / produce_s,
-        "baseline_kafka_consume_per_s": baseline,
+        "baseline_kafka_consume_per_s": baseline["per_s"],
         **measured,
     }
 
@@ -690,13 +504,13 @@ async def _measure_latency(
 
         async def snapshot_after_warmup() -> None:
             await asyncio.sleep(LATENCY_WARMUP_SECONDS)
-            cpu_at_start.update(_cpu_seconds(pids))
+            cpu_at_start.update(cpu_seconds(pids))
 
         snapshot = asyncio.create_task(snapshot_after_warmup())
         started = await producer.run(plan, load)
         await snapshot
         ended = time.perf_counter()
-        cpu_at_end = _cpu_seconds(pids)
+        cpu_at_end = cpu_seconds(pids)
         acknowledged = await asyncio.gather(*load.futures, return_exceptions=True)
         failed_sends = sum(isinstance(answer, BaseException) for answer in acknowledged)
         clicks: dict[str, int] = {}  # reward id -> click timestamp (ms), measured clicks only
@@ -767,8 +581,8 @@ async def _measure_latency(
         },
         "started_at_s": started_at - service.started,
         "consumer_metrics": metrics,
-        **_batch_means(metrics),
-        "cpu_share_in_window": _cpu_shares(cpu_at_start, cpu_at_end, window),
+        **batch_means(metrics),
+        "cpu_share_in_window": cpu_shares(cpu_at_start, cpu_at_end, window),
         "errors": errors,
     }
 
@@ -779,7 +593,7 @@ def _latency_run(stack: LocalStack, home: Path, seconds: float) -> dict[str, Any
     log_path = home / f"reward-{experiment_id}.log"
     return {
         "experiment_id": experiment_id,
-        **_run_loop(lambda: _measure_latency(env, experiment_id, seconds, log_path, server_pids)),
+        **run_loop(lambda: _measure_latency(env, experiment_id, seconds, log_path, server_pids)),
     }
 
 
@@ -789,20 +603,11 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
     events = options.repeats(200_000, 60_000)
     runs_count = options.repeats(RUNS, 1)
     latency_seconds = float(options.repeats(20, 8))
-    home = Path(tempfile.mkdtemp(prefix="cineamate-bench-"))
-    # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
-    home.chmod(0o755)
-    stack = LocalStack(home, durable=False, environ={})
     runs: list[dict[str, Any]] = []
-    try:
-        stack.start()
-        _cli(_reward_env(stack, "migrate"), "migrate")
+    with temporary_stack(lambda stack: _reward_env(stack, "migrate")) as (stack, home):
         for number in range(runs_count):
             runs.append(_throughput_run(stack, home, events, number))
         latency = _latency_run(stack, home, latency_seconds)
-    finally:
-        stack.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
     # The rates go into the message for diagnosis only: a wrong answer reports no figures.
     wrong = [
@@ -816,18 +621,18 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
     if wrong:
         raise RewardBenchFailed(" | ".join(wrong))
 
-    events_per_s = _median(runs, "events_per_s")
+    events_per_s = median(runs, "events_per_s")
     click_ms = latency["click_latency_ms"]
     figures: Figures = {
-        "baseline_reward_kafka_consume_per_s": _median(runs, "baseline_kafka_consume_per_s"),
+        "baseline_reward_kafka_consume_per_s": median(runs, "baseline_kafka_consume_per_s"),
         "reward_join_events_per_s": events_per_s,
         "reward_join_event_us": 1e6 / events_per_s,
-        "reward_join_cpu_per_event_us": _median(runs, "service_cpu_us_per_event"),
-        "reward_output_messages_per_s": _median(runs, "output_messages_per_s"),
-        "reward_join_events_per_s_from_ready": _median(runs, "events_per_s_from_ready"),
-        "reward_start_s": _median(runs, "start_s"),
-        "reward_first_commit_s": _median(runs, "first_commit_s"),
-        "reward_end_to_end_s": _median(runs, "end_to_end_s"),
+        "reward_join_cpu_per_event_us": median(runs, "service_cpu_us_per_event"),
+        "reward_output_messages_per_s": median(runs, "output_messages_per_s"),
+        "reward_join_events_per_s_from_ready": median(runs, "events_per_s_from_ready"),
+        "reward_start_s": median(runs, "start_s"),
+        "reward_first_commit_s": median(runs, "first_commit_s"),
+        "reward_end_to_end_s": median(runs, "end_to_end_s"),
         "reward_click_latency_p50_ms": click_ms["p50"],
         "reward_click_latency_p90_ms": click_ms["p90"],
         "reward_click_latency_p99_ms": click_ms["p99"],
@@ -858,9 +663,9 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
         },
         "runs": runs,
         "latency": latency,
-        "batch_records_mean": _median(runs, "batch_records_mean"),
-        "batch_ms_mean": _median(runs, "batch_ms_mean"),
-        "records_per_processing_s": _median(runs, "records_per_processing_s"),
+        "batch_records_mean": median(runs, "batch_records_mean"),
+        "batch_ms_mean": median(runs, "batch_ms_mean"),
+        "records_per_processing_s": median(runs, "records_per_processing_s"),
     }
     add_ratio(figures, details, "reward_join_events_per_s", "baseline_reward_kafka_consume_per_s")
     add_target(
