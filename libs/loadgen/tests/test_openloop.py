@@ -176,7 +176,9 @@ async def test_closed_loop_measurement_hides_the_same_stall(server: TinyServer) 
     assert latencies.max() >= 0.9 * STALL_SECONDS
     assert latencies.size > 300
     assert np.percentile(latencies, 99) < STALL_SECONDS / 5
-    assert np.sum(latencies > STALL_SECONDS / 2) <= 1
+    # The stall's own request, and room for a scheduling hiccup of this shared machine:
+    # far from the 15 or more slow requests the open loop records for the same stall.
+    assert np.sum(latencies > STALL_SECONDS / 2) <= 3
 
 
 async def test_chunked_and_content_length_bodies_keep_connections_in_step(
