@@ -176,3 +176,10 @@ def test_unknown_arm_is_invalid_input(catalogue: list[int], unknown: int) -> Non
         state.updated([catalogue[0], unknown], [1.0, 1.0])
     assert isinstance(raised.value, InvalidInput)
     assert str(unknown) in raised.value.message
+
+
+def test_ids_at_the_ends_of_the_int64_range_are_ordered_without_overflow() -> None:
+    ids = np.asarray([-1, 2**63 - 1], dtype=np.int64)
+    assert ArmState(ids, np.zeros(2), np.zeros(2), 0).n_arms == 2
+    with pytest.raises(InvalidInput, match="strictly increasing"):
+        ArmState(ids[::-1].copy(), np.zeros(2), np.zeros(2), 0)

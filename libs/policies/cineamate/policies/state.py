@@ -57,7 +57,8 @@ class ArmState:
         successes = _frozen(self.successes, np.float64)
         if ids.ndim != 1 or pulls.shape != ids.shape or successes.shape != ids.shape:
             raise InvalidInput("arm_ids, pulls and successes must be 1-D of equal length")
-        if ids.size and np.any(np.diff(ids) <= 0):
+        # Compared pairwise, not by np.diff, which overflows across the int64 range.
+        if ids.size and np.any(ids[1:] <= ids[:-1]):
             raise InvalidInput("arm_ids must be strictly increasing", field="arm_ids")
         if np.any(pulls < 0) or np.any(successes < 0) or np.any(successes > pulls + 1e-9):
             raise InvalidInput("counts must satisfy 0 <= successes <= pulls", field="successes")
