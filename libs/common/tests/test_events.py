@@ -17,6 +17,7 @@ from cineamate.common.events import (
     DeadLetter,
     Event,
     ExperimentChanged,
+    GuardrailTriggered,
     LateClick,
     PosteriorUpdate,
     RewardedItem,
@@ -131,6 +132,20 @@ def _dead_letter(**changes: Any) -> DeadLetter:
     return DeadLetter(**(fields | changes))
 
 
+def _guardrail_triggered(**changes: Any) -> GuardrailTriggered:
+    fields: dict[str, Any] = {
+        "experiment_id": "exp-1",
+        "variant": "treatment",
+        "guardrail": "error_rate",
+        "action": "rollback",
+        "observed": 0.05,
+        "threshold": 0.01,
+        "window_seconds": 900.0,
+        "triggered_at": SERVED_AT,
+    }
+    return GuardrailTriggered(**(fields | changes))
+
+
 EXAMPLES: dict[str, Callable[..., Event]] = {
     "serve": _serve,
     "click": _click,
@@ -138,6 +153,7 @@ EXAMPLES: dict[str, Callable[..., Event]] = {
     "late_click": _late_click,
     "posterior_update": _posterior,
     "experiment_changed": _experiment_changed,
+    "guardrail_triggered": _guardrail_triggered,
     "dead_letter": _dead_letter,
 }
 

@@ -19,14 +19,16 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import RootModel
 
-from cineamate.common.events import ServedItem, ServeEvent
+from cineamate.common.events import GuardrailTriggered, ServedItem, ServeEvent, StateUpdate
 from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.testing import (
     ADMIN,
     CLIENT,
     READ,
     provision,
+    read_topic,
     start_service,
     stop_service,
 )
@@ -131,6 +133,22 @@ async def _produce(env: dict[str, str], serves: list[ServeEvent]) -> None:
         await producer.stop()
 
 
+async def _guardrail_events(env: dict[str, str]) -> list[GuardrailTriggered]:
+    """Every guardrail announcement on the state-updates topic so far."""
+    updates = await read_topic(
+        env["KAFKA_BOOTSTRAP_SERVERS"],
+        env["CINEAMATE_STATE_UPDATES_TOPIC"],
+        _AnyStateUpdate,
+        expected=10_000,
+        timeout=3,
+    )
+    return [u.root for u in updates if isinstance(u.root, GuardrailTriggered)]
+
+
+class _AnyStateUpdate(RootModel[StateUpdate]):
+    pass
+
+
 def _user_on(platform: Platform, experiment_id: str, variant: str) -> str:
     for user in range(500):
         answer = platform.assignment.get(
@@ -194,6 +212,10 @@ def test_injected_harm_rolls_the_variant_back(
         variant = answer.json()["variant"]
         time.sleep(0.1)
     assert variant == "control"
+    announced = asyncio.run(_guardrail_events(platform.env))
+    assert [(e.experiment_id, e.variant, e.guardrail) for e in announced] == [
+        (experiment_id, "ts", guardrail)
+    ]
     metrics = httpx.get(f"{platform.guardrails.base_url}/metrics").text
     assert f'cineamate_guardrail_rollbacks_total{{action="rollback",guardrail="{guardrail}"}}' in (
         metrics

@@ -10,6 +10,7 @@ any consumer can deduplicate redelivered messages.
     late-clicks     LateClick           clicks that came after their attribution window
     state-updates   PosteriorUpdate     new arm counts after a learner batch
                     ExperimentChanged   an experiment's configuration changed
+                    GuardrailTriggered  a guardrail rolled a variant back or paused it all
     dead-letter     DeadLetter          a message no consumer could process
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "DeadLetter",
     "Event",
     "ExperimentChanged",
+    "GuardrailTriggered",
     "LateClick",
     "PosteriorUpdate",
     "RewardEvent",
@@ -260,8 +262,36 @@ class ExperimentChanged(Event):
         return self.experiment_id
 
 
-StateUpdate = Annotated[PosteriorUpdate | ExperimentChanged, Field(discriminator="kind")]
-state_update_adapter: TypeAdapter[PosteriorUpdate | ExperimentChanged] = TypeAdapter(StateUpdate)
+class GuardrailTriggered(Event):
+    """A guardrail breach acted on: a variant rolled back, or the experiment paused."""
+
+    kind: Literal["guardrail"] = "guardrail"
+    experiment_id: str = Field(min_length=1, max_length=64)
+    variant: str | None = Field(default=None, description="None: the whole experiment.")
+    guardrail: str
+    action: Literal["rollback", "pause"]
+    observed: float
+    threshold: float
+    window_seconds: float = Field(ge=0.0)
+    triggered_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return (
+            f"{self.experiment_id}:{self.variant}:{self.guardrail}:{self.triggered_at.isoformat()}"
+        )
+
+    @property
+    def partition_key(self) -> str:
+        return self.experiment_id
+
+
+StateUpdate = Annotated[
+    PosteriorUpdate | ExperimentChanged | GuardrailTriggered, Field(discriminator="kind")
+]
+state_update_adapter: TypeAdapter[PosteriorUpdate | ExperimentChanged | GuardrailTriggered] = (
+    TypeAdapter(StateUpdate)
+)
 
 
 class DeadLetter(Event):
@@ -299,6 +329,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
     "late_click": LateClick,
     "posterior_update": PosteriorUpdate,
     "experiment_changed": ExperimentChanged,
+    "guardrail_triggered": GuardrailTriggered,
     "dead_letter": DeadLetter,
 }
 

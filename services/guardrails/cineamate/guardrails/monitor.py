@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
 from cineamate.common.dependencies import Dependencies
-from cineamate.common.errors import InvalidEvent
-from cineamate.common.events import RewardEvent, ServeEvent
+from cineamate.common.errors import DependencyUnavailable, InvalidEvent
+from cineamate.common.events import GuardrailTriggered, RewardEvent, ServeEvent, utc_now
 from cineamate.common.experiments import Experiment, fetch_experiment
-from cineamate.common.kafka import json_decoder
+from cineamate.common.kafka import OutgoingMessage, json_decoder
 from cineamate.guardrails.rules import Check, Streaks, check_experiment, check_variant
 from cineamate.guardrails.settings import GuardrailsSettings
 from cineamate.guardrails.window import Windows
@@ -57,6 +57,7 @@ class GuardrailMonitor:
     def __init__(self, settings: GuardrailsSettings, deps: Dependencies) -> None:
         self._settings = settings
         self._pool: asyncpg.Pool = deps.pool
+        self._producer = deps.producer
         self._window = timedelta(minutes=settings.window_minutes)
         self.windows = Windows(keep=self._window * 2)
         self._streaks = Streaks(settings.consecutive_breaches)
@@ -221,6 +222,20 @@ class GuardrailMonitor:
             action,
         )
         ROLLBACKS.labels(check.guardrail, action).inc()
+        event = GuardrailTriggered(
+            experiment_id=experiment.id,
+            variant=variant,
+            guardrail=check.guardrail,
+            action=action,
+            observed=check.observed or 0.0,  # a breach always has an observed value
+            threshold=check.threshold,
+            window_seconds=self._window.total_seconds(),
+            triggered_at=utc_now(),
+        )
+        try:
+            await self._producer.send(OutgoingMessage.of(self._settings.state_updates_topic, event))
+        except DependencyUnavailable:
+            _log.exception("could not announce the rollback; it is recorded in PostgreSQL")
         self._streaks.reset(experiment.id, variant)
         _log.warning(
             "guardrail breached: %s",
