@@ -482,6 +482,13 @@ LEFT JOIN (SELECT variant, date_trunc('minute', served_at) AS minute, count(*) A
            FROM analytics_rewards WHERE experiment_id = $1 GROUP BY 1, 2) o
     USING (variant, minute)
 """,
+    # The time series reads the hourly rows' counts, not their latency histograms.
+    """
+INSERT INTO analytics_variant_hours
+SELECT $1, variant, date_trunc('hour', minute), sum(serves), sum(errors), sum(within_sla),
+    sum(latency_sum_ms), '{}'::bigint[], sum(outcomes), sum(rewards), sum(late_clicks)
+FROM analytics_variant_minutes WHERE experiment_id = $1 GROUP BY 2, 3
+""",
     f"""
 INSERT INTO analytics_variant_totals
 SELECT $1, variant, sum(serves), sum(errors), sum(within_sla), sum(latency_sum_ms),
@@ -529,6 +536,7 @@ FROM analytics_item_totals WHERE experiment_id = $1
 )
 _AGGREGATE_TABLES = (
     "analytics_variant_minutes",
+    "analytics_variant_hours",
     "analytics_variant_totals",
     "analytics_item_hours",
     "analytics_item_totals",

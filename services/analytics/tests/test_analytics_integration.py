@@ -66,7 +66,11 @@ class Analytics:
 
 @pytest.fixture
 def analytics(isolated_env: dict[str, str], tmp_path: Path) -> Iterator[Analytics]:
-    env = dict(isolated_env) | {"CINEAMATE_ANALYTICS_CONSUMER_GROUP": unique("analytics")}
+    env = dict(isolated_env) | {
+        "CINEAMATE_ANALYTICS_CONSUMER_GROUP": unique("analytics"),
+        # Counted on every call, so the user figures follow the ingest at once.
+        "CINEAMATE_ANALYTICS_USER_COUNT_CACHE_SECONDS": "0",
+    }
     provision(env)
     experiment_id = unique("exp")
     config = ExperimentConfig(
@@ -263,6 +267,10 @@ async def test_views_are_exact_after_a_redelivery_and_match_hand_computed_values
         analytics.env["DATABASE_URL"], analytics.experiment_id
     )
     assert stored == recomputed
+    hours = analytics.get("timeseries", interval="1h")["points"]
+    assert [p["time"][11:16] for p in hours] == ["12:00"]
+    assert hours[0]["variants"]["ts"]["clicks"] == 1.0
+    assert hours[0]["variants"]["ts"]["rewards"] == 4
 
     latency = {v["variant"]: v for v in analytics.get("latency")["variants"]}
     assert latency["ts"]["within_sla"] == pytest.approx(0.5)

@@ -107,7 +107,10 @@ def _create_experiment(entry: str) -> str:
 
 @pytest.fixture
 def platform(isolated_env: dict[str, str], tmp_path: Path) -> Iterator[Platform]:
-    env = dict(isolated_env) | {"CINEAMATE_ANALYTICS_CONSUMER_GROUP": unique("analytics")}
+    env = dict(isolated_env) | {
+        "CINEAMATE_ANALYTICS_CONSUMER_GROUP": unique("analytics"),
+        "CINEAMATE_ANALYTICS_USER_COUNT_CACHE_SECONDS": "0",
+    }
     for name in UPSTREAMS:
         env[f"CINEAMATE_{name.upper()}_URL"] = f"http://127.0.0.1:{env[port_variable(name)]}"
     provision(env)

@@ -99,6 +99,12 @@ _MINUTES = _Aggregate(
     ("experiment_id", "variant", "minute"),
     _MINUTE_UPDATES,
 )
+_HOURS = _Aggregate(
+    "analytics_variant_hours",
+    r.HOUR_COLUMNS,
+    ("experiment_id", "variant", "hour"),
+    _MINUTE_UPDATES,
+)
 _TOTALS = _Aggregate(
     "analytics_variant_totals", r.TOTAL_COLUMNS, ("experiment_id", "variant"), _MINUTE_UPDATES
 )
@@ -302,6 +308,7 @@ class Ingest:
         )
         aggregates = (
             (_MINUTES, added.minute_rows()),
+            (_HOURS, added.hour_rows()),
             (_TOTALS, added.total_rows()),
             (_ITEM_TOTALS, added.item_total_rows()),
             (_ITEM_HOURS, added.item_rows()),

@@ -66,12 +66,21 @@ async def timeseries_rows(
     stop: datetime | None,
     interval: timedelta,
 ) -> list[asyncpg.Record]:
+    """Serves, rewards and clicks per variant and ``interval``; read from the hourly rows
+    when the interval is whole hours (and the range too), else from the minute rows."""
+    hourly = interval % timedelta(hours=1) == timedelta(0) and all(
+        moment is None or moment == moment.replace(minute=0, second=0, microsecond=0)
+        for moment in (start, stop)
+    )
+    table, column = (
+        ("analytics_variant_hours", "hour") if hourly else ("analytics_variant_minutes", "minute")
+    )
     rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT date_bin($4::interval, minute, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket, "
-        "variant, sum(serves) AS serves, sum(outcomes) AS outcomes, sum(rewards) AS rewards "
-        "FROM analytics_variant_minutes WHERE experiment_id = $1 "
-        "AND ($2::timestamptz IS NULL OR minute >= $2) "
-        "AND ($3::timestamptz IS NULL OR minute < $3) "
+        f"SELECT date_bin($4::interval, {column}, TIMESTAMPTZ '2000-01-01 00:00:00+00') "
+        "AS bucket, variant, sum(serves) AS serves, sum(outcomes) AS outcomes, "
+        f"sum(rewards) AS rewards FROM {table} WHERE experiment_id = $1 "
+        f"AND ($2::timestamptz IS NULL OR {column} >= $2) "
+        f"AND ($3::timestamptz IS NULL OR {column} < $3) "
         "GROUP BY 1, 2 ORDER BY 1, 2",
         experiment_id,
         start,

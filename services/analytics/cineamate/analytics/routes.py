@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -45,6 +46,24 @@ async def _experiment(request: Request, experiment_id: str) -> Experiment:
     return await require_experiment(_pool(request), experiment_id)
 
 
+async def _user_counts(
+    request: Request, experiment_id: str
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Users and active users per variant, counted at most every few seconds per experiment:
+    the count reads every user of the experiment, and the dashboard asks every 5 s."""
+    settings: AnalyticsSettings = request.app.state.settings
+    cache: dict[str, tuple[float, tuple[dict[str, int], dict[str, int]]]] = (
+        request.app.state.__dict__.setdefault("user_counts", {})
+    )
+    now = time.monotonic()
+    cached = cache.get(experiment_id)
+    if cached is not None and now - cached[0] < settings.user_count_cache_seconds:
+        return cached[1]
+    counts = await queries.user_counts(_pool(request), experiment_id, ACTIVE_WINDOW)
+    cache[experiment_id] = (now, counts)
+    return counts
+
+
 @router.get("/api/experiments/{experiment_id}/summary")
 async def summary(request: Request, experiment_id: str) -> dict[str, Any]:
     """Traffic split, users, serves, clicks, rewards and CTR per variant with 95% intervals,
@@ -52,7 +71,7 @@ async def summary(request: Request, experiment_id: str) -> dict[str, Any]:
     experiment = await _experiment(request, experiment_id)
     pool = _pool(request)
     totals = {row["variant"]: row for row in await queries.variant_totals(pool, experiment_id)}
-    users, active = await queries.user_counts(pool, experiment_id, ACTIVE_WINDOW)
+    users, active = await _user_counts(request, experiment_id)
     config = experiment.config
     control = config.control.name
     all_users = sum(users.values())
@@ -123,6 +142,8 @@ def _interval(text: str | None, start: datetime | None, stop: datetime | None) -
             return timedelta(minutes=1)
         span = stop - start
         minutes = max(1, math.ceil(span / timedelta(minutes=1) / 300))
+        if minutes > 60:
+            minutes = math.ceil(minutes / 60) * 60  # whole hours: read from the hourly rows
         return timedelta(minutes=minutes)
     match = _INTERVAL.match(text)
     if not match or int(match.group(1)) == 0:

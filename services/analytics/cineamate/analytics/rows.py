@@ -220,6 +220,13 @@ class AggregateRows:
             totals[(experiment, variant)].absorb(minute)
         return [total.row(key) for key, total in totals.items()]
 
+    def hour_rows(self) -> list[tuple[Any, ...]]:
+        """The minute rows summed per hour."""
+        hours: dict[tuple[str, str, datetime], _Minute] = defaultdict(_Minute)
+        for (experiment, variant, minute), stats in self.minutes.items():
+            hours[(experiment, variant, _hour(minute))].absorb(stats)
+        return [hour.row(key) for key, hour in hours.items()]
+
     def item_total_rows(self) -> list[tuple[Any, ...]]:
         """The item rows summed over hours."""
         totals: dict[tuple[str, str, int], _Counts] = defaultdict(_Counts)
@@ -256,6 +263,7 @@ MINUTE_COLUMNS = (
     "late_clicks",
 )
 TOTAL_COLUMNS = tuple(column for column in MINUTE_COLUMNS if column != "minute")
+HOUR_COLUMNS = tuple("hour" if column == "minute" else column for column in MINUTE_COLUMNS)
 ITEM_COLUMNS = ("experiment_id", "variant", "item_id", "hour", "serves", "outcomes", "rewards")
 ITEM_TOTAL_COLUMNS = tuple(column for column in ITEM_COLUMNS if column != "hour")
 COHORT_COLUMNS = ("experiment_id", "variant", "attribute", "value", "serves", "outcomes", "rewards")

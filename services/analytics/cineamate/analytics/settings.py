@@ -32,3 +32,8 @@ class AnalyticsSettings(CommonSettings):
     export_chunk_rows: int = setting(
         5_000, description="Rows an export reads from PostgreSQL at a time."
     )
+    user_count_cache_seconds: float = setting(
+        5.0,
+        description="How long the summary's user counts are reused before being counted "
+        "again (0 counts on every call).",
+    )
