@@ -185,7 +185,7 @@ class Ingest:
             handle=self.handle,
             dead_letters=deps.producer,
             dead_letter_topic=settings.dead_letter_topic,
-            max_records=settings.consumer_max_records,
+            max_records=settings.ingest_max_records,
             retry_max_seconds=settings.dependency_retry_max_seconds,
             on_idle=self.apply_retention,
         )

@@ -37,3 +37,8 @@ class AnalyticsSettings(CommonSettings):
         description="How long the summary's user counts are reused before being counted "
         "again (0 counts on every call).",
     )
+    ingest_max_records: int = setting(
+        10_000,
+        description="Most records the ingest writes per transaction: larger batches cost "
+        "fewer statements per event.",
+    )
