@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from cineamate.common.kafka import RawRecord
 from cineamate.reward.join import (
     ClickIn,
+    ClosedServe,
     JoinResult,
     JoinState,
     PendingServe,
@@ -101,7 +102,7 @@ class Persisted:
     def __init__(self) -> None:
         self.pending: dict[str, PendingServe] = {}
         self.held: dict[str, list[ClickIn]] = {}
-        self.closed: set[str] = set()
+        self.closed: dict[str, ClosedServe] = {}
         self.watermark = -NEVER
 
     def run(self, events: list[ServeIn | ClickIn], watermark: int) -> JoinResult:
@@ -122,7 +123,7 @@ class Persisted:
         for serve_id, clicks in self.held.items():
             if serve_id in named or min(c.clicked_at for c in clicks) + GRACE < watermark:
                 view.held[serve_id] = list(clicks)
-        view.closed = self.closed & named
+        view.closed = {serve_id: self.closed[serve_id] for serve_id in named & set(self.closed)}
         result = join(view, events, watermark=watermark, click_grace=GRACE)
         for serve_id in view.changed_pending:
             self.pending[serve_id] = view.pending[serve_id]
@@ -132,7 +133,7 @@ class Persisted:
             self.held[serve_id] = view.held[serve_id]
         for serve_id in view.removed_held:
             self.held.pop(serve_id, None)
-        self.closed |= set(view.newly_closed)
+        self.closed.update(view.newly_closed)
         self.watermark = view.watermark
         return result
 
@@ -201,8 +202,13 @@ def test_any_interleaving_gives_exactly_the_expected_rewards(scenario: Scenario)
     assert outcomes == expected
 
     seen: Counter[str] = Counter()
+    serves = {serve.serve_id: serve for serve in scenario.serves}
     for result in results:
         seen["late"] += len(result.late)
+        for late in result.late:
+            # Late clicks keep their serve's identity, even after its window closed.
+            serve = serves[late.click.serve_id]
+            assert (late.variant, late.window_end) == (serve.variant, serve.window_end)
         seen["duplicate"] += result.duplicate_clicks
         for refused in result.refused:
             seen[refused.code] += 1
@@ -217,7 +223,8 @@ def test_the_state_is_empty_once_every_window_closed(scenario: Scenario) -> None
 
     assert persisted.pending == {}
     assert persisted.held == {}
-    assert persisted.closed == {serve.serve_id for serve in scenario.serves}
+    assert set(persisted.closed) == {serve.serve_id for serve in scenario.serves}
+    assert all(closed.experiment_id == "exp" for closed in persisted.closed.values())
 
 
 def test_a_serve_delivered_twice_is_joined_once() -> None:

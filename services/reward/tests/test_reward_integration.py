@@ -192,6 +192,10 @@ async def test_rewards_are_exact_after_two_kills(joiner: Joiner) -> None:
     assert _per_arm(outcomes, stream) == _per_arm(stream.outcomes, stream)
     assert outcomes == stream.outcomes
     assert len({click.event_id for click in late}) == stream.late_clicks
+    # Whether its serve's window had closed or not, a late click says whose it is.
+    assert {
+        (click.experiment_id, stream.variant_of[click.serve_id] == click.variant) for click in late
+    } == {(joiner.experiment_id, True)}
 
 
 async def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(joiner: Joiner) -> None:

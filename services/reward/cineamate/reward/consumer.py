@@ -330,17 +330,17 @@ def _reward_message(topic: str, reward: RewardOut) -> OutgoingMessage:
 
 
 def _late_message(topic: str, late: LateClickOut) -> OutgoingMessage:
-    click, serve = late.click, late.serve
+    click = late.click
     value = orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,
             "serve_id": click.serve_id,
-            "experiment_id": serve.experiment_id if serve else None,
-            "variant": serve.variant if serve else None,
+            "experiment_id": late.experiment_id,
+            "variant": late.variant,
             "item_id": click.item_id,
             "user_id": click.user_id,
             "clicked_at": _isoformat(click.clicked_at),
-            "window_closed_at": _isoformat(serve.window_end) if serve else None,
+            "window_closed_at": _isoformat(late.window_end),
         }
     )
     return OutgoingMessage(topic, value, click.serve_id.encode())

@@ -35,6 +35,7 @@ from cineamate.common.kafka import RawRecord, Rejected
 
 __all__ = [
     "ClickIn",
+    "ClosedServe",
     "JoinResult",
     "JoinState",
     "LateClickOut",
@@ -105,11 +106,23 @@ class RewardOut:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedServe:
+    """What is kept of a serve once its window closed (for a while): enough to say
+    whose a late click is."""
+
+    experiment_id: str
+    variant: str
+    window_end: int
+
+
+@dataclass(frozen=True, slots=True)
 class LateClickOut:
-    """A click after its window; ``serve`` is None when only the tombstone was left."""
+    """A click after its window, and the serve's experiment, variant and window end."""
 
     click: ClickIn
-    serve: PendingServe | None
+    experiment_id: str
+    variant: str
+    window_end: int
 
 
 @dataclass
@@ -118,14 +131,16 @@ class JoinState:
 
     pending: dict[str, PendingServe] = field(default_factory=dict)
     held: dict[str, list[ClickIn]] = field(default_factory=dict)
-    closed: set[str] = field(default_factory=set)
+    closed: dict[str, ClosedServe] = field(default_factory=dict)
     watermark: int = -(2**62)
     # What the I/O layer writes back.
     changed_pending: set[str] = field(default_factory=set)
     removed_pending: set[str] = field(default_factory=set)
     changed_held: set[str] = field(default_factory=set)
     removed_held: set[str] = field(default_factory=set)
-    newly_closed: dict[str, int] = field(default_factory=dict)
+    newly_closed: dict[str, ClosedServe] = field(default_factory=dict)
+    # Closed serves past the retention: the I/O layer drops them.
+    forgotten: list[str] = field(default_factory=list)
 
     def open(self, serve: PendingServe) -> None:
         self.pending[serve.serve_id] = serve
@@ -139,8 +154,9 @@ class JoinState:
         del self.pending[serve.serve_id]
         self.changed_pending.discard(serve.serve_id)
         self.removed_pending.add(serve.serve_id)
-        self.closed.add(serve.serve_id)
-        self.newly_closed[serve.serve_id] = serve.window_end
+        closed = ClosedServe(serve.experiment_id, serve.variant, serve.window_end)
+        self.closed[serve.serve_id] = closed
+        self.newly_closed[serve.serve_id] = closed
 
     def hold(self, click: ClickIn) -> None:
         self.held.setdefault(click.serve_id, []).append(click)
@@ -219,7 +235,10 @@ def _click(state: JoinState, click: ClickIn, result: JoinResult) -> None:
     if serve is not None:
         _click_on(state, serve, click, result)
     elif click.serve_id in state.closed:
-        result.late.append(LateClickOut(click, None))
+        closed = state.closed[click.serve_id]
+        result.late.append(
+            LateClickOut(click, closed.experiment_id, closed.variant, closed.window_end)
+        )
     else:
         state.hold(click)
         result.held_clicks += 1
@@ -228,7 +247,9 @@ def _click(state: JoinState, click: ClickIn, result: JoinResult) -> None:
 def _click_on(state: JoinState, serve: PendingServe, click: ClickIn, result: JoinResult) -> None:
     entry = serve.item(click.item_id)
     if click.clicked_at > serve.window_end:
-        result.late.append(LateClickOut(click, serve))
+        result.late.append(
+            LateClickOut(click, serve.experiment_id, serve.variant, serve.window_end)
+        )
     elif entry is None:
         result.refused.append(
             Rejected(

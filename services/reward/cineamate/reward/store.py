@@ -5,6 +5,7 @@
     ...:held                                             hash  serve id -> clicks waiting
     ...:held-due                                         zset  serve id -> when they expire
     ...:closed                                           zset  serve id -> window end
+    ...:closed-info                                      hash  serve id -> experiment, variant
     ...:meta                                             hash  applied offsets, watermark,
                                                                latest event time per input
 
@@ -24,7 +25,7 @@ import orjson
 from redis.asyncio import Redis
 
 from cineamate.common.kafka import RawRecord
-from cineamate.reward.join import ClickIn, JoinState, PendingServe, SlateItem
+from cineamate.reward.join import ClickIn, ClosedServe, JoinState, PendingServe, SlateItem
 
 __all__ = ["INPUTS", "JoinMeta", "JoinStore"]
 
@@ -84,16 +85,20 @@ class JoinStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(key(partition, "deadlines"), "-inf", f"({watermark}", 0, max_due)
             pipe.zrangebyscore(key(partition, "held-due"), "-inf", f"({watermark}", 0, max_due)
-            due_serves, due_held = await pipe.execute()
+            pipe.zrangebyscore(
+                key(partition, "closed"), "-inf", f"({watermark - self._retention}", 0, max_due
+            )
+            due_serves, due_held, forgotten = await pipe.execute()
         pending_ids = list(dict.fromkeys([*serve_ids, *(i.decode() for i in due_serves)]))
         held_ids = list(dict.fromkeys([*serve_ids, *(i.decode() for i in due_held)]))
         state = JoinState(watermark=watermark)
+        state.forgotten = [serve_id.decode() for serve_id in forgotten]
         if not pending_ids and not held_ids:
             return state
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(key(partition, "pending"), pending_ids or ["-"])
             pipe.hmget(key(partition, "held"), held_ids or ["-"])
-            pipe.zmscore(key(partition, "closed"), list(serve_ids) or ["-"])
+            pipe.hmget(key(partition, "closed-info"), list(serve_ids) or ["-"])
             pending, held, closed = await pipe.execute()
         for serve_id, blob in zip(pending_ids, pending, strict=False):
             if blob is not None:
@@ -102,9 +107,9 @@ class JoinStore:
             if blob is not None:
                 state.held[serve_id] = _decode_clicks(serve_id, blob)
         state.closed = {
-            serve_id
-            for serve_id, score in zip(serve_ids, closed, strict=False)
-            if score is not None
+            serve_id: _decode_closed(blob)
+            for serve_id, blob in zip(serve_ids, closed, strict=False)
+            if blob is not None
         }
         return state
 
@@ -142,16 +147,23 @@ class JoinStore:
                 pipe.hdel(key(partition, "held"), *state.removed_held)
                 pipe.zrem(key(partition, "held-due"), *state.removed_held)
             if state.newly_closed:
-                pipe.zadd(key(partition, "closed"), state.newly_closed)
-            pipe.zremrangebyscore(
-                key(partition, "closed"), "-inf", f"({meta.watermark - self._retention}"
-            )
+                pipe.zadd(
+                    key(partition, "closed"),
+                    {s: closed.window_end for s, closed in state.newly_closed.items()},
+                )
+                pipe.hset(
+                    key(partition, "closed-info"),
+                    mapping={s: _encode_closed(c) for s, c in state.newly_closed.items()},
+                )
+            if state.forgotten:
+                pipe.zrem(key(partition, "closed"), *state.forgotten)
+                pipe.hdel(key(partition, "closed-info"), *state.forgotten)
             pipe.hset(key(partition, "meta"), mapping=meta.encode())  # type: ignore[arg-type]
             await pipe.execute()
 
     async def drop(self, partitions: Iterable[int]) -> None:
         """Forget the state of ``partitions`` (tests and tools)."""
-        parts = ("pending", "deadlines", "held", "held-due", "closed", "meta")
+        parts = ("pending", "deadlines", "held", "held-due", "closed", "closed-info", "meta")
         keys = [self._key(p, part) for p in partitions for part in parts]
         if keys:
             await self._redis.delete(*keys)
@@ -190,6 +202,15 @@ def _decode_serve(serve_id: str, blob: bytes) -> PendingServe:
         user,
         tuple((str(k), str(v)) for k, v in cohort),
     )
+
+
+def _encode_closed(closed: ClosedServe) -> bytes:
+    return orjson.dumps([closed.experiment_id, closed.variant, closed.window_end])
+
+
+def _decode_closed(blob: bytes) -> ClosedServe:
+    experiment, variant, window_end = orjson.loads(blob)
+    return ClosedServe(experiment, variant, window_end)
 
 
 def _encode_clicks(clicks: list[ClickIn]) -> bytes:
