@@ -221,6 +221,17 @@ def test_injected_harm_rolls_the_variant_back(
         metrics
     )
 
+    # An admin undoes it: the variant serves again and is judged on what it does from now.
+    undone = platform.assignment.patch(
+        f"/api/experiments/{experiment_id}", headers=ADMIN, json={"rolled_back": {"ts": False}}
+    )
+    assert undone.status_code == 200, undone.text
+    asyncio.run(_produce(platform.env, _serves(experiment_id, "ts", 300)))
+    time.sleep(4 * INTERVAL_SECONDS)
+    after = platform.guardrails.get(f"/api/experiments/{experiment_id}/guardrails").json()
+    assert after["rolled_back"] == []
+    assert len(after["rollbacks"]) == 1
+
 
 def test_a_healthy_variant_is_left_alone(platform: Platform) -> None:
     experiment_id = _start_experiment(platform)
