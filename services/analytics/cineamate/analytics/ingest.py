@@ -39,7 +39,7 @@ from cineamate.common.events import (
     state_update_adapter,
 )
 from cineamate.common.experiments import ExperimentCache
-from cineamate.common.kafka import BatchConsumer, Record, Rejected, json_decoder
+from cineamate.common.kafka import BatchConsumer, Record, Rejected, json_decoder, undecoded
 
 __all__ = ["Ingest"]
 
@@ -181,7 +181,7 @@ class Ingest:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topics=list(self._decoders),
             group_id=settings.consumer_group,
-            decode=lambda value: value,
+            decode=undecoded,  # per topic, in handle
             handle=self.handle,
             dead_letters=deps.producer,
             dead_letter_topic=settings.dead_letter_topic,

@@ -47,6 +47,7 @@ from cineamate.common.kafka import (
     json_decoder,
     record_dead_letter,
     topic_partitions,
+    undecoded,
 )
 from cineamate.reward import metrics
 from cineamate.reward.join import (
@@ -108,7 +109,9 @@ class RewardJoiner:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topics=[settings.serves_topic, settings.clicks_topic],
             group_id=settings.consumer_group,
-            decode=_undecoded,
+            # Decoding is per topic and part of the join: its refusals must be dead-lettered
+            # before the state moves.
+            decode=undecoded,
             handle=self.handle,
             dead_letters=self._producer,
             dead_letter_topic=settings.dead_letter_topic,
@@ -287,12 +290,6 @@ class RewardJoiner:
         metrics.WATERMARK_DELAY.labels(str(partition)).set(delay)
         for item in result.refused:
             record_dead_letter(item)
-
-
-def _undecoded(value: bytes | None) -> bytes | None:
-    # Decoding is per topic and part of the join (its refusals must be dead-lettered
-    # before the state moves), so the batch consumer passes the bytes through.
-    return value
 
 
 def _isoformat(micros: int) -> str:

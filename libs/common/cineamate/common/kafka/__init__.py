@@ -11,6 +11,7 @@ from cineamate.common.kafka.consumer import (
     dead_letter_message,
     json_decoder,
     record_dead_letter,
+    undecoded,
 )
 from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
 from cineamate.common.kafka.reliable import ReliablePublisher
@@ -31,4 +32,5 @@ __all__ = [
     "json_decoder",
     "record_dead_letter",
     "topic_partitions",
+    "undecoded",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "dead_letter_message",
     "json_decoder",
     "record_dead_letter",
+    "undecoded",
 ]
 
 EventT = TypeVar("EventT")
@@ -101,6 +102,11 @@ Decoder = Callable[[bytes | None], EventT]
 BatchHandler = Callable[[list[Record[EventT]]], Awaitable[Sequence[Rejected]]]
 IdleHandler = Callable[[], Awaitable[None]]
 AssignedHandler = Callable[[set[TopicPartition]], None]
+
+
+def undecoded(value: bytes | None) -> bytes | None:
+    """The identity decoder: for handlers that decode per topic themselves."""
+    return value
 
 
 def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) -> Decoder[EventT]:

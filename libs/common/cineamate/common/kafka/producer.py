@@ -39,6 +39,10 @@ __all__ = ["EventProducer", "OutgoingMessage"]
 _log = logging.getLogger(__name__)
 
 
+# topic, partition, record batch, the messages it holds
+_Batch = tuple[str, int, Any, list["OutgoingMessage"]]
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A message ready for the wire."""
@@ -134,14 +138,16 @@ class EventProducer:
         """Send messages as one record batch per partition and wait until all are
         acknowledged; DependencyUnavailable if any is not."""
         producer = self._started()
+        batches, refused = await self._batches(list(messages))
+        failure: BaseException | None = refused[0][1] if refused else None
         deliveries: list[tuple[str, int, asyncio.Future[object]]] = []
-        failure: BaseException | None = None
-        try:
-            for topic, partition, batch, included in await self._batches(list(messages)):
-                delivery = await producer.send_batch(batch, topic, partition=partition)
-                deliveries.append((topic, len(included), delivery))
-        except KafkaError as exc:
-            failure = exc
+        if failure is None:
+            try:
+                for topic, partition, batch, included in batches:
+                    delivery = await producer.send_batch(batch, topic, partition=partition)
+                    deliveries.append((topic, len(included), delivery))
+            except KafkaError as exc:
+                failure = exc
         for topic, count, delivery in deliveries:
             try:
                 await delivery
@@ -156,35 +162,41 @@ class EventProducer:
 
     async def _batches(
         self, messages: list[OutgoingMessage]
-    ) -> list[tuple[str, int, Any, list[OutgoingMessage]]]:
+    ) -> tuple[list[_Batch], list[tuple[OutgoingMessage, KafkaError]]]:
         """``messages`` as record batches, one per partition (more when one fills up), each
-        with the messages it holds; partitions as ``send()`` would choose them."""
+        with the messages it holds, partitions as ``send()`` would choose them; and the
+        messages no batch can take (no metadata for the topic, or larger than a batch)."""
         producer = self._started()
         by_partition: dict[tuple[str, int], list[OutgoingMessage]] = {}
         partitions: dict[str, list[int]] = {}
+        refused: list[tuple[OutgoingMessage, KafkaError]] = []
         for message in messages:
             topic = message.topic
-            if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
+            try:
+                if topic not in partitions:
+                    partitions[topic] = sorted(await producer.partitions_for(topic))
+            except KafkaError as exc:
+                refused.append((message, exc))
+                continue
             every = partitions[topic]
             partition = self._partitioner(message.key, every, every)
             by_partition.setdefault((topic, partition), []).append(message)
-        batches = []
+        batches: list[_Batch] = []
         for (topic, partition), group in by_partition.items():
             batch = producer.create_batch()
             included: list[OutgoingMessage] = []
             for message in group:
                 if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                    if not included:
-                        raise KafkaError(f"a message for {topic} is larger than a batch")
-                    batches.append((topic, partition, batch, included))
-                    batch, included = producer.create_batch(), []
+                    if included:
+                        batches.append((topic, partition, batch, included))
+                        batch, included = producer.create_batch(), []
                     if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                        raise KafkaError(f"a message for {topic} is larger than a batch")
+                        refused.append((message, KafkaError(f"larger than a batch of {topic}")))
+                        continue
                 included.append(message)
             if included:
                 batches.append((topic, partition, batch, included))
-        return batches
+        return batches, refused
 
     def publish(self, message: OutgoingMessage) -> bool:
         """Buffer a message for background delivery; False when the buffer is full."""
@@ -218,36 +230,12 @@ class EventProducer:
     async def _hand_over(self, messages: list[OutgoingMessage]) -> None:
         """Give ``messages`` to the producer as one record batch per partition (more when a
         batch fills up); whatever cannot be handed over counts as undelivered."""
-        producer = self._started()
-        by_partition: dict[tuple[str, int], list[OutgoingMessage]] = {}
-        partitions: dict[str, list[int]] = {}
-        for message in messages:
-            topic = message.topic
-            try:
-                if topic not in partitions:
-                    partitions[topic] = sorted(await producer.partitions_for(topic))
-                every = partitions[topic]
-                partition = self._partitioner(message.key, every, every)
-            except KafkaError as exc:
-                _log.warning("publish failed", extra={"topic": topic, "error": str(exc)})
-                self._undelivered(message)
-                continue
-            by_partition.setdefault((topic, partition), []).append(message)
-        for (topic, partition), group in by_partition.items():
-            batch = producer.create_batch()
-            included: list[OutgoingMessage] = []
-            for message in group:
-                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                    if included:
-                        await self._send_batch(batch, topic, partition, included)
-                        batch, included = producer.create_batch(), []
-                    if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                        _log.warning("message larger than a batch", extra={"topic": topic})
-                        self._undelivered(message)
-                        continue
-                included.append(message)
-            if included:
-                await self._send_batch(batch, topic, partition, included)
+        batches, refused = await self._batches(messages)
+        for message, error in refused:
+            _log.warning("publish failed", extra={"topic": message.topic, "error": str(error)})
+            self._undelivered(message)
+        for topic, partition, batch, included in batches:
+            await self._send_batch(batch, topic, partition, included)
 
     async def _send_batch(
         self, batch: object, topic: str, partition: int, messages: list[OutgoingMessage]
