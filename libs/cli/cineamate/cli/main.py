@@ -7,6 +7,9 @@
     cineamate settings [--markdown]  every setting with its default
     cineamate schemas [--out DIR]    write the JSON Schema of every event
     cineamate experiment ACTION      create, list, show, start, pause, resume, stop experiments
+    cineamate dataset ACTION         fetch, load or synthesise MovieLens 1M
+    cineamate ope                    off-policy estimates of a target policy on a logged file
+    cineamate replay                 replay policies over a log and compare them
 
 Configuration errors print one line naming the variable and exit with code 2.
 """
@@ -73,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     from cineamate.cli.experiments import add_experiment_commands
 
     add_experiment_commands(commands)
+
+    from cineamate.cli.dataset import add_dataset_commands
+    from cineamate.cli.ope import add_ope_command
+    from cineamate.cli.replay import add_replay_command
+
+    add_dataset_commands(commands)
+    add_ope_command(commands)
+    add_replay_command(commands)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema of every event")
     schemas.add_argument("--out", type=Path, default=Path("docs/schemas"))

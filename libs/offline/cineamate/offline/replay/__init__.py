@@ -1,0 +1,1 @@
+"""Replay of bandit policies over a logged stream of ratings, with off-policy estimates."""
