@@ -21,7 +21,7 @@ MAPPED = ColumnMap(
     propensity="p_log",
     context=("age", "gender"),
 )
-ROWS = {
+ROWS: dict[str, list[object]] = {
     "ts": [30, 10, 20, 40],
     "item": [2, 0, 5, 2],
     "slot": [3, 7, 3, 11],
@@ -93,7 +93,12 @@ def test_integral_float_and_text_action_ids_are_accepted(tmp_path: Path) -> None
 
 
 def _bad(**changes: list[object]) -> dict[str, list[object]]:
-    rows = {"time": [1, 2, 3], "action": [0, 1, 2], "reward": [1, 0, 1], "propensity": [0.5] * 3}
+    rows: dict[str, list[object]] = {
+        "time": [1, 2, 3],
+        "action": [0, 1, 2],
+        "reward": [1, 0, 1],
+        "propensity": [0.5] * 3,
+    }
     rows.update(changes)
     return rows
 
