@@ -108,6 +108,8 @@ def _bad(**changes: list[object]) -> dict[str, list[object]]:
     [
         (_bad(), ColumnMap(reward="click"), "has no column 'click'"),
         (_bad(), ColumnMap(context=("age",)), "has no column 'age'"),
+        (_bad(), ColumnMap(position="slot"), "has no column 'slot'"),
+        (_bad(), ColumnMap(propensity="p_log"), "has no column 'p_log'"),
         (_bad(action=[0, 1.5, 2]), ColumnMap(), "column 'action' at row 1: 1.5 is not an integer"),
         (_bad(action=[0, 1, "x"]), ColumnMap(), "column 'action' at row 2: 'x' is not an integer"),
         (_bad(action=[0, -1, 2]), ColumnMap(), "column 'action' at row 1: -1 must be an action id"),

@@ -42,8 +42,9 @@ _CSV_SUFFIXES = frozenset({".csv", ".txt"})
 class ColumnMap:
     """Which file column holds each field.
 
-    ``position`` and ``propensity`` are optional: when the named column is not in
-    the file the field is None. Set them to None to ignore such a column.
+    ``position`` and ``propensity`` are optional: under their default names a
+    column that is not in the file gives None; under another name it must exist.
+    Set them to None to ignore such a column.
     """
 
     time: str = "time"
@@ -124,7 +125,16 @@ def _read_table(path: Path, columns: ColumnMap) -> pa.Table:
         raise InvalidInput(f"{path} does not exist", field="log") from exc
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"{path} cannot be read: {exc}", field="log") from exc
+    defaults = ColumnMap()
     required = [columns.time, columns.action, columns.reward, *columns.context]
+    required += [
+        name
+        for name, default in (
+            (columns.position, defaults.position),
+            (columns.propensity, defaults.propensity),
+        )
+        if name is not None and name != default
+    ]
     for name in required:
         if name not in table.column_names:
             present = ", ".join(table.column_names)
