@@ -61,6 +61,7 @@ __all__ = [
     "KnownRewardModel",
     "RewardModel",
     "cross_fit",
+    "row_blocks",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -104,7 +105,7 @@ class RewardModel(ABC):
     def logged_prediction(self) -> FloatArray:
         """``q_hat(x_i, a_i, p_i)`` per round."""
         out = np.empty(self.n_rounds)
-        for start, stop in self._blocks(1):
+        for start, stop in row_blocks(self.n_rounds, self.n_actions):
             block = self.predictions(start, stop)
             out[start:stop] = block[np.arange(stop - start), self.actions[start:stop]]
         return out
@@ -116,8 +117,8 @@ class RewardModel(ABC):
         a memory map; it is assumed checked (see ``cineamate.offline.ope``).
         """
         out = np.empty(self.n_rounds)
-        per_row = int(np.prod(target.shape[1:]))
-        for start, stop in self._blocks(per_row):
+        per_row = max(self.n_actions, int(np.prod(target.shape[1:])))
+        for start, stop in row_blocks(self.n_rounds, per_row):
             probabilities = np.asarray(target[start:stop], dtype=np.float64)
             if probabilities.ndim == 3:
                 if self.positions is None:
@@ -127,11 +128,12 @@ class RewardModel(ABC):
             out[start:stop] = np.einsum("ba,ba->b", probabilities, self.predictions(start, stop))
         return out
 
-    def _blocks(self, values_per_action: int) -> Iterator[tuple[int, int]]:
-        """Row ranges holding at most ``BLOCK_ELEMENTS`` values each."""
-        rows = max(1, BLOCK_ELEMENTS // max(1, self.n_actions * values_per_action))
-        for start in range(0, self.n_rounds, rows):
-            yield start, min(start + rows, self.n_rounds)
+
+def row_blocks(n_rounds: int, values_per_row: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` row ranges holding at most ``BLOCK_ELEMENTS`` values each."""
+    rows = max(1, BLOCK_ELEMENTS // max(1, values_per_row))
+    for start in range(0, n_rounds, rows):
+        yield start, min(start + rows, n_rounds)
 
 
 class KnownRewardModel(RewardModel):
