@@ -56,7 +56,7 @@ def fetch_movielens(
                     bar.update(len(chunk))
     except httpx.HTTPError as exc:
         partial.unlink(missing_ok=True)
-        reason = str(exc) or type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DependencyUnavailable(
             f"could not download {url} ({reason}); put {ML_1M_FILE} in {directory} by hand, "
             "or use `cineamate dataset synth --out DIR` for a synthetic stand-in",

@@ -109,6 +109,7 @@ class _Table:
     """Rows keyed by the sorted ids of the first column; the columns in the file's order."""
 
     def columns(self) -> list[NDArray[Any]]:
+        """The column arrays, the ids first."""
         return [getattr(self, field.name) for field in fields(cast(Any, self))]
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
