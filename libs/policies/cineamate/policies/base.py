@@ -44,6 +44,8 @@ class Policy(ABC):
     """A bandit policy: a pure function of an ArmState and an injected random generator."""
 
     type: ClassVar[str]
+    # Whether ``inclusion_probabilities`` is exact (else a Monte-Carlo estimate).
+    exact_propensities: ClassVar[bool] = True
 
     def select(
         self,
@@ -75,6 +77,18 @@ class Policy(ABC):
         positions, _ = self._choose(SlateRequest(state, k, rng, mask, eligible is None, False))
         return state.arm_ids[positions]
 
+    def choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        """``n`` slates drawn independently from one state, one per row (shape ``(n, min(k,
+        arms))``), each distributed as ``choose`` draws it: the replay's batch between updates."""
+        if k < 1:
+            raise InvalidInput("slate size k must be at least 1", field="k")
+        if n < 0:
+            raise InvalidInput("the number of slates must be >= 0", field="n")
+        k = min(k, state.n_arms)
+        if n == 0 or k == 0:
+            return np.empty((n, k), dtype=np.int64)
+        return state.arm_ids[self._choose_many(state, k, rng, n)]
+
     def update(self, state: ArmState, arm_ids: npt.ArrayLike, rewards: npt.ArrayLike) -> ArmState:
         """The state after a batch of (arm, reward in [0, 1]) observations."""
         return state.updated(arm_ids, rewards)
@@ -84,6 +98,12 @@ class Policy(ABC):
         self, state: ArmState, k: int, eligible: BoolArray | None = None
     ) -> FloatArray:
         """For every arm, the probability that ``select`` puts it in the slate."""
+
+    def _choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        """Positions of ``n`` slates of exactly k arms (1 <= k <= arms), one per row.
+        Policies override this with a vectorised draw; this fallback loops."""
+        request = SlateRequest(state, k, rng, _all_true(state.n_arms), True, False)
+        return np.stack([self._choose(request)[0] for _ in range(n)])
 
     @abstractmethod
     def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:

@@ -19,7 +19,13 @@ import numpy as np
 
 from cineamate.common.errors import InvalidInput
 from cineamate.policies.base import BoolArray, FloatArray, IntArray, Policy, SlateRequest, masked
-from cineamate.policies.ranking import top_k, top_k_inclusion, top_k_inclusion_at
+from cineamate.policies.ranking import (
+    random_subsets,
+    top_k,
+    top_k_inclusion,
+    top_k_inclusion_at,
+    top_k_many,
+)
 from cineamate.policies.state import ArmState
 
 __all__ = ["EpsilonGreedy", "Popularity", "RandomPolicy", "Ucb1"]
@@ -61,6 +67,9 @@ class RandomPolicy(Policy):
     def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
         return _uniform_slate(request.k, request.rng, request.eligible)
 
+    def _choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        return random_subsets(rng, n, state.n_arms, k)
+
 
 class Popularity(Policy):
     """The arms with the most reward so far."""
@@ -75,6 +84,9 @@ class Popularity(Policy):
     def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
         scores = masked(request.state.successes, request.eligible)
         return top_k(scores, request.k, request.rng)
+
+    def _choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        return top_k_many(state.successes, k, rng, n)
 
 
 class Ucb1(Policy):
@@ -98,6 +110,9 @@ class Ucb1(Policy):
     def _choose(self, request: SlateRequest) -> tuple[IntArray, FloatArray | None]:
         scores = masked(self.scores(request.state), request.eligible)
         return top_k(scores, request.k, request.rng)
+
+    def _choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        return top_k_many(self.scores(state), k, rng, n)
 
 
 class EpsilonGreedy(Policy):
@@ -147,3 +162,10 @@ class EpsilonGreedy(Policy):
         # Either branch could have produced the slate: the propensity mixes both.
         greedy = top_k_inclusion_at(scores, k, positions)
         return positions, (1.0 - epsilon) * greedy + epsilon * _uniform_share(k, eligible)
+
+    def _choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        explore = rng.random(n) < self.epsilon_at(state)
+        slates = np.empty((n, k), dtype=np.int64)
+        slates[explore] = random_subsets(rng, int(explore.sum()), state.n_arms, k)
+        slates[~explore] = top_k_many(state.means(), k, rng, int((~explore).sum()))
+        return slates

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["top_k", "top_k_inclusion", "top_k_inclusion_at"]
+__all__ = ["random_subsets", "top_k", "top_k_inclusion", "top_k_inclusion_at", "top_k_many"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -50,7 +50,8 @@ def top_k_inclusion(scores: FloatArray, k: int) -> FloatArray:
     inclusion = np.zeros(scores.size)
     if k == 0:
         return inclusion
-    kth = np.partition(scores[allowed], n_allowed - k)[n_allowed - k]
+    # Selecting the k-th from the front is several times faster when most scores tie.
+    kth = -np.partition(-scores[allowed], k - 1)[k - 1]
     above = allowed & (scores > kth)
     tied = allowed & (scores == kth)
     inclusion[above] = 1.0
@@ -70,3 +71,39 @@ def top_k_inclusion_at(scores: FloatArray, k: int, positions: IntArray) -> Float
     n_above = int(np.count_nonzero(scores > kth))
     n_tied = int(np.count_nonzero(scores == kth))
     return np.where(picked > kth, 1.0, np.where(picked == kth, (k - n_above) / n_tied, 0.0))
+
+
+def top_k_many(scores: FloatArray, k: int, rng: np.random.Generator, n: int) -> IntArray:
+    """``n`` independent draws of ``top_k(scores, k, rng)[0]`` (every score finite or +inf),
+    one per row. Only the tie-breaks are random, so the ranking is computed once."""
+    k = min(k, scores.size)
+    best = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+    kth = scores[best].min()
+    above = best[scores[best] > kth]
+    tied = np.flatnonzero(scores == kth)
+    # Best first; equal scores among the sure arms in random order, as top_k orders them.
+    keys = rng.random((n, above.size))
+    order = np.lexsort((keys, np.broadcast_to(-scores[above], keys.shape)), axis=-1)
+    head = above[order]
+    tail = tied[random_subsets(rng, n, tied.size, k - above.size)]
+    return np.concatenate([head, tail], axis=1).astype(np.int64)
+
+
+def random_subsets(rng: np.random.Generator, n: int, population: int, size: int) -> IntArray:
+    """``n`` rows of ``size`` distinct indices below ``population``, each row a uniformly
+    random subset in uniformly random order."""
+    if size == 0:
+        return np.empty((n, 0), dtype=np.int64)
+    if size * size > population:
+        keys = rng.random((n, population))
+        chosen = np.argpartition(keys, size - 1, axis=1)[:, :size]
+        return rng.permuted(chosen, axis=1).astype(np.int64)
+    # Draw with replacement and redraw the rows that repeat an index: rare when size^2 is
+    # below the population, and rejection keeps every ordered distinct tuple equally likely.
+    rows = rng.integers(0, population, size=(n, size))
+    while True:
+        ordered = np.sort(rows, axis=1)
+        repeats = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+        if repeats.size == 0:
+            return rows.astype(np.int64)
+        rows[repeats] = rng.integers(0, population, size=(repeats.size, size))

@@ -23,6 +23,9 @@ __all__ = ["ArmState", "UnknownArm"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+# Batches up to this size are added arm by arm rather than through full histograms.
+_FEW_UPDATES = 16
+
 
 class UnknownArm(InvalidInput):
     """An arm id that is not in the state's catalogue."""
@@ -131,6 +134,8 @@ class ArmState:
         values = np.atleast_1d(np.asarray(rewards, dtype=np.float64))
         if values.shape != positions.shape:
             raise InvalidInput("arm_ids and rewards must have the same length", field="rewards")
+        if positions.size <= _FEW_UPDATES:
+            return self._with_few(positions.tolist(), values.tolist())
         if values.size and (np.min(values) < 0.0 or np.max(values) > 1.0 or np.isnan(values).any()):
             raise InvalidInput("rewards must lie in [0, 1]", field="reward")
         if not np.all((values == 0.0) | (values == 1.0)):
@@ -140,6 +145,23 @@ class ArmState:
             positions, values = positions[order], values[order]
         pulls = self.pulls + np.bincount(positions, minlength=self.n_arms)
         successes = self.successes + np.bincount(positions, weights=values, minlength=self.n_arms)
+        return self._successor(pulls, successes, self.version + 1)
+
+    def _with_few(self, positions: list[int], values: list[float]) -> ArmState:
+        """``updated`` for a handful of observations (one per step in a replay): added in
+        place on copies, in the same canonical order, without full-length histograms."""
+        if not all(0.0 <= value <= 1.0 for value in values):  # NaN fails too
+            raise InvalidInput("rewards must lie in [0, 1]", field="reward")
+        added: dict[int, list[float]] = {}
+        for position, value in sorted(zip(positions, values, strict=True)):
+            added.setdefault(position, [0.0, 0.0])
+            added[position][0] += 1.0
+            added[position][1] += value
+        pulls, successes = self.pulls.copy(), self.successes.copy()
+        # Per arm, the batch's sum is added once, as the histogram path adds it.
+        for position, (count, total) in added.items():
+            pulls[position] += count
+            successes[position] += total
         return self._successor(pulls, successes, self.version + 1)
 
     def merged(self, other: ArmState) -> ArmState:

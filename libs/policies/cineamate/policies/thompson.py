@@ -6,7 +6,10 @@ can only beat ``t`` when ``U_i > F_i(t)``. Per state we pick ``t`` so that about
 ``2k + 20`` arms are expected above it and cache ``F_i(t)``; a selection then
 draws n uniforms, inverts the CDF only for the few candidates, and ranks them.
 This is exact, not an approximation: when fewer than k arms clear ``t`` (rare),
-the same uniforms are inverted for every arm.
+the same uniforms are inverted for every arm. Any threshold keeps it exact, so
+after an update the previous state's threshold is kept and only the changed
+arms' CDFs are recomputed, for as long as it still leaves a good number of
+arms above it: the replay updates one arm at a time, tens of thousands of times.
 
 Propensities are Monte-Carlo estimates, Rao-Blackwellised: for each of R
 simulated draws of all arms, arm i's chance of making the slate given the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import special
@@ -28,11 +32,14 @@ from scipy import special
 from cineamate.common.errors import InvalidInput
 from cineamate.policies.base import BoolArray, FloatArray, IntArray, Policy, SlateRequest
 from cineamate.policies.state import ArmState
+from cineamate.policies.thompson_slates import ThresholdSplit, beta_quantile, draw_slates
 
 __all__ = ["ThompsonSampling"]
 
 # Simulations of the Rao-Blackwellised propensity estimate processed at once (memory bound).
 _CHUNK_ROWS = 32
+# Slates drawn at once by choose_many (bounds the draws held in memory).
+_SLATE_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,13 @@ class _Threshold:
     beta: FloatArray
     threshold: float | None
     cdf_at_threshold: FloatArray | None
+
+    @cached_property
+    def split(self) -> ThresholdSplit | None:
+        """The same, arranged for drawing many slates at once (``None`` without a threshold)."""
+        if self.threshold is None or self.cdf_at_threshold is None:
+            return None
+        return ThresholdSplit(self.alpha, self.beta, self.threshold, self.cdf_at_threshold)
 
 
 class ThompsonSampling(Policy):
@@ -56,6 +70,7 @@ class ThompsonSampling(Policy):
     """
 
     type = "thompson"
+    exact_propensities = False
 
     def __init__(
         self,
@@ -80,6 +95,8 @@ class ThompsonSampling(Policy):
         self._propensities: weakref.WeakKeyDictionary[ArmState, dict[int, FloatArray]] = (
             weakref.WeakKeyDictionary()
         )
+        # The most recent threshold per k, reused for the next state when it still fits.
+        self._latest: dict[int, _Threshold] = {}
 
     def posterior(self, state: ArmState) -> tuple[FloatArray, FloatArray]:
         """Beta parameters per arm."""
@@ -121,10 +138,20 @@ class ThompsonSampling(Policy):
         candidates = np.flatnonzero(above)
         if candidates.size < k:
             candidates = np.arange(state.n_arms) if all_eligible else np.flatnonzero(eligible)
-        draws = special.betaincinv(
-            cache.alpha[candidates], cache.beta[candidates], uniforms[candidates]
-        )
+        draws = beta_quantile(cache.alpha[candidates], cache.beta[candidates], uniforms[candidates])
         return _best(draws, candidates, k)
+
+    def _choose_many(self, state: ArmState, k: int, rng: np.random.Generator, n: int) -> IntArray:
+        cache = self._threshold(state, k)
+        chunks = []
+        for start in range(0, n, _SLATE_ROWS):
+            rows = min(_SLATE_ROWS, n - start)
+            if cache.split is None:
+                draws = rng.beta(cache.alpha, cache.beta, size=(rows, state.n_arms))
+                chunks.append(_best_per_row(draws, k))
+            else:
+                chunks.append(draw_slates(cache.split, k, rng, rows))
+        return np.concatenate(chunks)
 
     def inclusion_probabilities(
         self, state: ArmState, k: int, eligible: BoolArray | None = None
@@ -168,12 +195,32 @@ class ThompsonSampling(Policy):
         per_state = self._thresholds.setdefault(state, {})
         cached = per_state.get(k)
         if cached is None:
-            cached = per_state[k] = self._compute_threshold(state, k)
+            cached = self._carried_threshold(state, k) or self._compute_threshold(state, k)
+            per_state[k] = self._latest[k] = cached
         return cached
+
+    def _carried_threshold(self, state: ArmState, k: int) -> _Threshold | None:
+        """The latest threshold with only the changed arms' CDFs recomputed, while it still
+        leaves between the minimum and a few times the target of arms expected above."""
+        latest = self._latest.get(k)
+        if latest is None or latest.threshold is None or latest.cdf_at_threshold is None:
+            return None
+        alpha, beta = self.posterior(state)
+        if alpha.size != latest.alpha.size:
+            return None
+        changed = np.flatnonzero((alpha != latest.alpha) | (beta != latest.beta))
+        if changed.size > alpha.size // 8:
+            return None
+        cdf = latest.cdf_at_threshold.copy()
+        cdf[changed] = special.betainc(alpha[changed], beta[changed], latest.threshold)
+        expected_above = float(alpha.size - cdf.sum())
+        if not _min_above(k) <= expected_above <= 4 * _target_above(k):
+            return None
+        return _Threshold(alpha, beta, latest.threshold, cdf)
 
     def _compute_threshold(self, state: ArmState, k: int) -> _Threshold:
         alpha, beta = self.posterior(state)
-        target = 2 * k + 20
+        target = _target_above(k)
         if state.n_arms <= 2 * target:
             return _Threshold(alpha, beta, None, None)
         # Any threshold keeps selection exact; a good one makes it fast. Start from an order
@@ -185,9 +232,28 @@ class ThompsonSampling(Policy):
             threshold = float(sample[min(rank, state.n_arms - 1)])
             cdf = special.betainc(alpha, beta, threshold)
             expected_above = float(np.sum(1.0 - cdf))
-            if expected_above >= 1.5 * k + 10 or rank >= state.n_arms - 1:
+            if expected_above >= _min_above(k) or rank >= state.n_arms - 1:
                 return _Threshold(alpha, beta, threshold, cdf)
             rank *= 2
+
+
+def _target_above(k: int) -> int:
+    """Arms a threshold aims to leave above it: enough that fewer than k is rare."""
+    return 2 * k + 20
+
+
+def _min_above(k: int) -> float:
+    """Fewest arms a threshold may leave above it before it is recomputed."""
+    return 1.5 * k + 10
+
+
+def _best_per_row(draws: FloatArray, k: int) -> IntArray:
+    """Per row, the positions of the k largest draws, best first."""
+    part = np.argpartition(-draws, k - 1, axis=1)[:, :k] if draws.shape[1] > k else None
+    if part is None:
+        part = np.broadcast_to(np.arange(draws.shape[1]), draws.shape).copy()
+    order = np.argsort(-np.take_along_axis(draws, part, axis=1), axis=1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
 def _rescale_to_sum(estimate: FloatArray, k: int) -> FloatArray:
