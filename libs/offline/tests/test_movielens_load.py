@@ -85,6 +85,22 @@ def test_load_fills_tables_catalogue_and_columnar_file_once(
     assert columnar.truth is not None
 
 
+@pytest.mark.integration
+def test_a_smaller_load_replaces_tables_and_catalogue(
+    synthetic: tuple[MovieLens, Path], isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    smaller = write_synthetic(tmp_path, scale=0.01, seed=22)
+    for directory in (synthetic[1], tmp_path):
+        done = run_cli(isolated_env, "dataset", "load", str(directory), "--any-size")
+        assert done.returncode == 0, done.stderr
+    found = asyncio.run(_fetch_counts(isolated_env["DATABASE_URL"]))
+    assert found["ratings"] == len(smaller)
+    assert found["movies"] == len(smaller.movies)
+    catalogue = found["catalogue"]
+    assert isinstance(catalogue, list)
+    assert [row["item_id"] for row in catalogue] == smaller.movies.movie_ids.tolist()
+
+
 def test_load_refuses_counts_other_than_ml_1m_naming_them(
     synthetic: tuple[MovieLens, Path], tmp_path: Path
 ) -> None:
