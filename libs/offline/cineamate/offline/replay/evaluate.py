@@ -27,7 +27,7 @@ mean over seeds of each run's interval around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +35,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cineamate.offline.estimators import Estimate, dm, dr, effective_sample_size, ips, snips
-from cineamate.offline.replay.engine import Trace
+from cineamate.offline.replay.engine import Trace, replay
 from cineamate.offline.replay.log import ReplayLog
+from cineamate.policies import Policy
 
 __all__ = [
     "DEFAULT_MIN_PROPENSITY",
@@ -80,6 +81,22 @@ class Evaluation:
     @property
     def truth_index(self) -> int | None:
         return None if self.log.truth is None else self.reward_models.shape[0] - 1
+
+    def replay(
+        self,
+        policy: Policy,
+        rng: np.random.Generator,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Trace:
+        """Replay ``policy`` over the window, valuing its slates with the reward models."""
+        return replay(
+            self.log,
+            policy,
+            self.k,
+            rng,
+            reward_models=self.reward_models,
+            on_progress=on_progress,
+        )
 
 
 @dataclass(frozen=True)
