@@ -25,15 +25,12 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
-    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 __all__ = [
     "EVENT_MODELS",
     "SCHEMA_VERSION",
-    "WIRE_CONTEXT",
     "ClickEvent",
     "DeadLetter",
     "Event",
@@ -52,8 +49,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
-# Validation context of messages read from a topic (stricter than Python construction).
-WIRE_CONTEXT = {"wire": True}
 
 
 def utc_now() -> datetime:
@@ -62,20 +57,15 @@ def utc_now() -> datetime:
 
 
 class Event(BaseModel):
-    """Base of every event: strict, immutable, versioned."""
+    """Base of every event: strict, immutable, versioned.
+
+    Python code may leave ``schema_version`` to its default; a message must state it,
+    which the topic decoder (``json_decoder``) checks.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
-
-    @model_validator(mode="before")
-    @classmethod
-    def _version_required_on_the_wire(cls, data: object, info: ValidationInfo) -> object:
-        # Python code may leave the version to its default; a message must state it.
-        wire = bool(info.context and info.context.get("wire"))
-        if wire and isinstance(data, dict) and "schema_version" not in data:
-            raise ValueError("schema_version is missing")
-        return data
 
     @field_validator("schema_version", mode="before")
     @classmethod

@@ -33,7 +33,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from cineamate.common.errors import CineamateError, DependencyUnavailable, InvalidEvent
-from cineamate.common.events import SCHEMA_VERSION, WIRE_CONTEXT, DeadLetter, utc_now
+from cineamate.common.events import SCHEMA_VERSION, DeadLetter, utc_now
 from cineamate.common.kafka.producer import EventProducer, OutgoingMessage
 from cineamate.common.metrics import (
     CONSUMER_BATCH_SIZE,
@@ -124,9 +124,15 @@ def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) 
                 code="invalid.too_large",
             )
         try:
-            return adapter.validate_json(value, context=WIRE_CONTEXT)
+            event = adapter.validate_json(value)
         except ValidationError:
             pass  # classified precisely below; valid messages never get there
+        else:
+            # A message must state its version (Python code may leave it to the default).
+            # Checked here rather than by a model validator, which would make pydantic
+            # build Python objects from the JSON first: twice the cost per message.
+            if "schema_version" in getattr(event, "model_fields_set", ()):
+                return event
         try:
             data = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -141,7 +147,7 @@ def json_decoder(schema: type[EventT] | TypeAdapter[EventT], *, max_bytes: int) 
                 code="invalid.schema_version",
             )
         try:
-            return adapter.validate_python(data, context=WIRE_CONTEXT)
+            return adapter.validate_python(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(root)"
