@@ -23,6 +23,7 @@ from cineamate.stack.testing import (
     provision,
     start_service,
     stop_service,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,17 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SLATE = 4
 USERS = 24
 WINDOW_SECONDS = 2.0
-
-
-def _wait_for(what: str, until: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = until()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def test_clicks_on_served_items_reach_the_posterior(
@@ -108,7 +98,9 @@ def test_clicks_on_served_items_reach_the_posterior(
                 successes += state.json()["total_successes"]
             return (pulls, successes) if pulls >= USERS * SLATE else None
 
-        pulls, successes = _wait_for("the posterior to count every served item", learned)
+        pulls, successes = wait_until(
+            "the posterior to count every served item", learned, timeout=90.0
+        )
         time.sleep(1.5)  # anything counted twice would show up now
         assert learned() == (USERS * SLATE, len(clicks))
         assert (pulls, successes) == (USERS * SLATE, len(clicks))

@@ -2,7 +2,8 @@
 
 The address is ``--url``, else ``CINEAMATE_URL``, else the running local
 platform's (``$CINEAMATE_HOME/run.json``), else http://127.0.0.1:8000. The admin
-token is ``CINEAMATE_ADMIN_TOKEN``, else the local platform's ``tokens.env``.
+token is ``CINEAMATE_ADMIN_TOKEN``, else the local platform's ``tokens.env``
+(``platform_url`` and ``platform_token``, which ``cineamate replay --live`` uses too).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import httpx
 
 from cineamate.common.errors import CineamateError, ConfigError, DependencyUnavailable
 
-__all__ = ["add_experiment_commands"]
+__all__ = ["add_experiment_commands", "platform_token", "platform_url"]
 
 _DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -130,10 +131,8 @@ class _Client:
     """The public API with the admin token; errors become one readable line."""
 
     def __init__(self, url: str | None) -> None:
-        home = Path(os.environ.get("CINEAMATE_HOME", ".cineamate"))
-        self.url = url or os.environ.get("CINEAMATE_URL") or _local_entry(home) or _DEFAULT_URL
-        self.url = self.url.rstrip("/")
-        token = os.environ.get("CINEAMATE_ADMIN_TOKEN") or _local_token(home)
+        self.url = platform_url(url)
+        token = platform_token("CINEAMATE_ADMIN_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers["x-cineamate-actor"] = f"cli:{os.environ.get('USER', 'unknown')}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
@@ -163,6 +162,22 @@ class _Client:
         return answer.json()
 
 
+def platform_url(url: str | None = None) -> str:
+    """``url``, else ``CINEAMATE_URL``, else the running local platform's, else the default."""
+    home = _home()
+    found = url or os.environ.get("CINEAMATE_URL") or _local_entry(home) or _DEFAULT_URL
+    return found.rstrip("/")
+
+
+def platform_token(variable: str) -> str | None:
+    """The token ``variable`` names (``CINEAMATE_ADMIN_TOKEN``, ...), else the local platform's."""
+    return os.environ.get(variable) or _local_token(_home(), variable)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("CINEAMATE_HOME", ".cineamate"))
+
+
 def _local_entry(home: Path) -> str | None:
     try:
         return str(json.loads((home / "run.json").read_text())["entry"])
@@ -170,11 +185,11 @@ def _local_entry(home: Path) -> str | None:
         return None
 
 
-def _local_token(home: Path) -> str | None:
+def _local_token(home: Path, variable: str) -> str | None:
     try:
         for line in (home / "tokens.env").read_text().splitlines():
             name, _, value = line.partition("=")
-            if name == "CINEAMATE_ADMIN_TOKEN":
+            if name == variable:
                 return value
     except OSError:
         return None

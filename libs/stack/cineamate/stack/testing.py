@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,9 +54,11 @@ __all__ = [
     "topic_environment",
     "unique",
     "wait_for_status",
+    "wait_until",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 # Tokens of platform processes started by tests; headers for each role.
 TEST_TOKENS = {
@@ -165,6 +167,19 @@ def wait_for_status(
             last = repr(exc)
         time.sleep(0.1)
     raise AssertionError(f"{url} never answered {status} within {timeout:g} s; last: {last}")
+
+
+def wait_until(what: str, until: Callable[[], T], timeout: float = 60.0) -> T:
+    """Call ``until`` every 0.3 s until it returns something true, and return that; fail
+    naming ``what`` and the last value after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = until()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def provision(env: dict[str, str]) -> None:

@@ -98,8 +98,8 @@ class ReplayLog:
         low, high = np.searchsorted(self.times, [start, end])
         return self.rows(slice(int(low), int(high)))
 
-    def rows(self, selection: slice) -> ReplayLog:
-        """A contiguous run of events, over the same catalogue."""
+    def rows(self, selection: slice | npt.NDArray[np.bool_]) -> ReplayLog:
+        """A contiguous run of events, or those a mask selects, over the same catalogue."""
         return self._take(selection, self.catalogue, self.truth)
 
     def restricted_to(self, items: IntArray) -> ReplayLog:

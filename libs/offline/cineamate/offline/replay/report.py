@@ -21,7 +21,7 @@ from cineamate.offline.estimators import Estimate
 from cineamate.offline.replay.log import DAY_SECONDS
 from cineamate.offline.replay.run import ReplayResult
 
-__all__ = ["ESTIMATOR_NAMES", "results_document", "write_report"]
+__all__ = ["ESTIMATOR_NAMES", "estimate_cell", "json_ready", "results_document", "write_report"]
 
 ESTIMATOR_NAMES = ("replay", "ips", "snips", "dm", "dr")
 
@@ -41,7 +41,7 @@ def write_report(result: ReplayResult, out: Path) -> list[Path]:
 def results_document(result: ReplayResult) -> dict[str, Any]:
     """The figures as JSON-ready data (nan as null)."""
     evaluation, spec = result.evaluation, result.spec
-    document: dict[str, Any] = _finite(
+    document: dict[str, Any] = json_ready(
         {
             "data": str(spec.data),
             "source": result.source,
@@ -99,8 +99,8 @@ def _markdown(result: ReplayResult) -> str:
     for figures in result.figures:
         e = figures.estimates
         lines.append(
-            f"| {figures.policy} | {_cell(e['replay'])} | {figures.regret:,.1f} | "
-            f"{_cell(e['ips'])} | {_cell(e['snips'])} | {_cell(e['dr'])} | "
+            f"| {figures.policy} | {estimate_cell(e['replay'])} | {figures.regret:,.1f} | "
+            f"{estimate_cell(e['ips'])} | {estimate_cell(e['snips'])} | {estimate_cell(e['dr'])} | "
             f"{figures.matches:,.0f} | {figures.effective_sample_size:,.0f} |"
         )
     if evaluation.best_item_true_ctr is not None:
@@ -115,7 +115,7 @@ def _markdown(result: ReplayResult) -> str:
         for figures in result.figures:
             lines.append(
                 f"| {figures.policy} | {_number(figures.true_ctr)} | "
-                f"{_cell(figures.estimates['dm'])} | {_number(figures.pseudo_regret, 1)} |"
+                f"{estimate_cell(figures.estimates['dm'])} | {_number(figures.pseudo_regret, 1)} |"
             )
     lines += [
         "",
@@ -187,7 +187,8 @@ def _daily(result: ReplayResult, out: Path) -> Path:
     return path
 
 
-def _cell(estimate: Estimate) -> str:
+def estimate_cell(estimate: Estimate) -> str:
+    """An estimate as ``value [low, high]`` for a table; ``n/a`` when undefined."""
     if math.isnan(estimate.value):
         return "n/a"
     return f"{estimate.value:.3f} [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}]"
@@ -203,12 +204,12 @@ def _date(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).date().isoformat()
 
 
-def _finite(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """nan and infinities as null, recursively: JSON has no nan."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: json_ready(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [json_ready(item) for item in value]
     return value

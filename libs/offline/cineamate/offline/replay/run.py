@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from cineamate.common.errors import InvalidInput
 from cineamate.offline.logged import ColumnMap
 from cineamate.offline.movielens import CLICK_RATING
-from cineamate.offline.replay.engine import replay
 from cineamate.offline.replay.evaluate import (
     DEFAULT_MIN_PROPENSITY,
     Evaluation,
@@ -36,7 +36,17 @@ from cineamate.offline.replay.window import (
 )
 from cineamate.policies import POLICY_TYPES, make_policy
 
-__all__ = ["ReplayResult", "ReplaySpec", "run_replay"]
+__all__ = [
+    "ReplayResult",
+    "ReplaySpec",
+    "ReplayWindow",
+    "load_window",
+    "progress_counter",
+    "replay_policy",
+    "run_replay",
+]
+
+FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_POLICIES = ("thompson", "egreedy", "ucb1")
 DEFAULT_BASELINES = ("random", "popularity")
@@ -85,10 +95,20 @@ class ReplayResult:
     events_per_second: float
 
 
-def run_replay(
-    spec: ReplaySpec, on_progress: Callable[[int, int], None] | None = None
-) -> ReplayResult:
-    """Run ``spec``; ``on_progress(done, total)`` is called as events are replayed."""
+@dataclass(frozen=True)
+class ReplayWindow:
+    """The log a spec names, cut at its window: what every replay of it starts from."""
+
+    source: str
+    window: Window
+    # The window's events, and the events before it (for propensities and reward models).
+    events: ReplayLog
+    before: ReplayLog
+    logged_propensities: FloatArray | None
+
+
+def load_window(spec: ReplaySpec) -> ReplayWindow:
+    """Load ``spec``'s log, restrict its catalogue, and choose and cut its window."""
     loaded = load_log(spec.data, spec.columns, spec.click_rating)
     log = loaded.log
     if spec.top_items is not None:
@@ -101,15 +121,61 @@ def run_replay(
     if loaded.logged_propensities is not None:
         low, high = np.searchsorted(log.times, [window.start, window.end])
         propensities = loaded.logged_propensities[low:high]
+    return ReplayWindow(loaded.description, window, in_window, before, propensities)
+
+
+def replay_policy(
+    spec: ReplaySpec,
+    evaluation: Evaluation,
+    name: str,
+    index: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> PolicyFigures:
+    """Replay policy ``name`` (the ``index``-th of the run) under each of ``spec.seeds``."""
+    runs = []
+    for seed in range(spec.seeds):
+        policy = make_policy(name, spec.params.get(name))
+        rng = np.random.default_rng([seed, index])
+        trace = evaluation.replay(policy, rng, on_progress=on_progress)
+        runs.append(seed_run(evaluation, seed, trace, spec.level))
+    return summarise(evaluation, name, runs)
+
+
+def run_replay(
+    spec: ReplaySpec, on_progress: Callable[[int, int], None] | None = None
+) -> ReplayResult:
+    """Run ``spec``; ``on_progress(done, total)`` is called as events are replayed."""
+    cut = load_window(spec)
     evaluation = prepare_evaluation(
-        in_window,
-        before,
+        cut.events,
+        cut.before,
         spec.k,
-        logged_propensities=propensities,
+        logged_propensities=cut.logged_propensities,
         min_propensity=spec.min_propensity,
     )
     names = (*spec.policies, *spec.baselines)
-    total = len(in_window) * len(names) * spec.seeds
+    total = len(cut.events) * len(names) * spec.seeds
+    advance = progress_counter(total, on_progress)
+    started = time.perf_counter()
+    figures = [
+        replay_policy(spec, evaluation, name, index, advance) for index, name in enumerate(names)
+    ]
+    seconds = time.perf_counter() - started
+    return ReplayResult(
+        spec=spec,
+        source=cut.source,
+        window=cut.window,
+        evaluation=evaluation,
+        figures=figures,
+        seconds=seconds,
+        events_per_second=total / seconds if seconds > 0 else float("inf"),
+    )
+
+
+def progress_counter(
+    total: int, on_progress: Callable[[int, int], None] | None
+) -> Callable[[int], None]:
+    """A callback taking events done since its last call that reports ``(done, total)``."""
     done = 0
 
     def advance(events: int) -> None:
@@ -118,33 +184,7 @@ def run_replay(
         if on_progress is not None:
             on_progress(done, total)
 
-    started = time.perf_counter()
-    figures = []
-    for index, name in enumerate(names):
-        runs = []
-        for seed in range(spec.seeds):
-            policy = make_policy(name, spec.params.get(name))
-            rng = np.random.default_rng([seed, index])
-            trace = replay(
-                in_window,
-                policy,
-                spec.k,
-                rng,
-                reward_models=evaluation.reward_models,
-                on_progress=advance,
-            )
-            runs.append(seed_run(evaluation, seed, trace, spec.level))
-        figures.append(summarise(evaluation, name, runs))
-    seconds = time.perf_counter() - started
-    return ReplayResult(
-        spec=spec,
-        source=loaded.description,
-        window=window,
-        evaluation=evaluation,
-        figures=figures,
-        seconds=seconds,
-        events_per_second=total / seconds if seconds > 0 else float("inf"),
-    )
+    return advance
 
 
 def _split(log: ReplayLog, window: Window) -> tuple[ReplayLog, ReplayLog]:
