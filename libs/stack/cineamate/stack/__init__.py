@@ -7,9 +7,11 @@ supervisor   keeps the processes running, one output stream
 gateway      the public entry on port 8000
 routes       which service owns which public path (the one source of truth)
 run          ``cineamate run``
+deploy       the deployment files generated from the above (``python -m cineamate.stack.deploy``)
 """
 
 __all__ = [
+    "deploy",
     "embedded",
     "gateway",
     "local",
