@@ -91,6 +91,15 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, isolate
         processes = _platform_processes(psutil.Process(platform.pid))
         # Six services, the entry, and the three embedded servers (PostgreSQL has helpers).
         assert len(processes) >= 11
+        # Off the request path, the services yield the CPU to those answering requests.
+        base = psutil.Process(platform.pid).nice()
+        niceness = {
+            p.cmdline()[-1]: p.nice() - base for p in processes if p.cmdline()[-2:-1] == ["serve"]
+        }
+        assert niceness == {
+            name: 0 if name in ("assignment", "gateway") else 5
+            for name in (*SERVICE_NAMES, "gateway")
+        }
 
         # A crashed service is restarted by the supervisor.
         victim = psutil.Process(

@@ -43,13 +43,16 @@ class PortInUse(ConfigError):
     default_code = "invalid.port_in_use"
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """A preexec function: the child receives ``sig`` when the parent exits."""
+def die_with_parent(sig: int = signal.SIGTERM, *, nice: int = 0) -> Callable[[], None]:
+    """A preexec function: the child receives ``sig`` when the parent exits, and runs
+    ``nice`` steps below the parent's priority."""
 
     def preexec() -> None:
         if sys.platform.startswith("linux"):
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, sig)
+        if nice > 0:
+            os.nice(nice)
 
     return preexec
 

@@ -20,6 +20,7 @@ from typing import TextIO
 from urllib.parse import urlencode
 
 import httpx
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from cineamate.common.errors import ConfigError
@@ -59,6 +60,19 @@ class RunSettings(ProcessSettings):
         env="CINEAMATE_RESTART_MAX_SECONDS",
         description="Longest pause before restarting a crashed service.",
     )
+    background_nice: int = setting(
+        5,
+        env="CINEAMATE_BACKGROUND_NICE",
+        description="Scheduling niceness (0-19) of the services off the request path (the "
+        "consumers), so that on a small machine recommendations win the CPU; 0 for none.",
+    )
+
+    @field_validator("background_nice")
+    @classmethod
+    def _niceness(cls, value: int) -> int:
+        if not 0 <= value <= 19:
+            raise ValueError("must lie between 0 and 19")
+        return value
 
 
 def process_ports(environ: dict[str, str]) -> dict[str, int]:
@@ -96,7 +110,7 @@ def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
         os.environ.update(stack.environment())
         common = load_settings(CommonSettings)
         asyncio.run(provision(common))
-        children = _children(ports, stack)
+        children = _children(ports, stack, settings.background_nice)
         _write_run_file(settings.home, ports, stack)
         signal.signal(signal.SIGTERM, previous)
         dashboard = dashboard_link(f"http://127.0.0.1:{ports['gateway']}", common)
@@ -143,7 +157,12 @@ def dashboard_link(entry: str, common: CommonSettings) -> str:
     return f"{entry}/?{urlencode({'token': token})}"
 
 
-def _children(ports: dict[str, int], stack: LocalStack) -> list[ChildSpec]:
+# Answer requests: they keep the default priority; the others only consume topics (and
+# serve low-rate reads), so they can yield the CPU and catch up a moment later.
+_REQUEST_PATH = ("assignment", "gateway")
+
+
+def _children(ports: dict[str, int], stack: LocalStack, background_nice: int) -> list[ChildSpec]:
     env = dict(os.environ) | stack.environment()
     # People read this output; a deployment's log shipper gets JSON by default.
     env.setdefault("CINEAMATE_LOG_FORMAT", "text")
@@ -153,7 +172,10 @@ def _children(ports: dict[str, int], stack: LocalStack) -> list[ChildSpec]:
         if name != "gateway":
             env[f"CINEAMATE_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "cineamate.cli", "serve"]
-    return [ChildSpec(name, [*command, name], env) for name in PROCESS_NAMES]
+    return [
+        ChildSpec(name, [*command, name], env, 0 if name in _REQUEST_PATH else background_nice)
+        for name in PROCESS_NAMES
+    ]
 
 
 async def _supervise(

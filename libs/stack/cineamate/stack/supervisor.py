@@ -28,6 +28,8 @@ class ChildSpec:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # Added to the child's scheduling niceness (lower priority) when above 0.
+    nice: int = 0
 
 
 class Supervisor:
@@ -92,7 +94,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent(),
+                preexec_fn=die_with_parent(nice=child.nice),
             )
             self._processes[child.name] = process
             assert process.stdout is not None
