@@ -14,7 +14,15 @@ from bench._registry import Details, Figures
 __all__ = ["format_table", "write_results"]
 
 # A figure's unit is the last of these its name carries; ratios are shown beside their figure.
-_UNITS = {"us": "us", "ms": "ms", "s": "s", "per_s": "/s", "count": "", "bytes": "B"}
+_UNITS = {
+    "us": "us",
+    "ms": "ms",
+    "s": "s",
+    "seconds": "s",
+    "per_s": "/s",
+    "count": "",
+    "bytes": "B",
+}
 
 
 def _unit(name: str) -> str:
