@@ -93,9 +93,13 @@ def beta_quantile(alpha: FloatArray, beta: FloatArray, uniforms: FloatArray) -> 
     """The Beta(alpha, beta) quantile of each uniform. With a parameter equal to 1 the CDF
     inverts in closed form (x^a, 1 - (1 - x)^b): most arms of a sparse state, at a
     fraction of the cost of the general inversion."""
-    result = np.empty(uniforms.shape)
     alpha_one, beta_one = alpha == 1.0, beta == 1.0
-    general = ~(alpha_one | beta_one)
+    closed_form = alpha_one | beta_one
+    if not closed_form.any():
+        inverted: FloatArray = special.betaincinv(alpha, beta, uniforms)
+        return inverted
+    result = np.empty(uniforms.shape)
+    general = ~closed_form
     result[general] = special.betaincinv(alpha[general], beta[general], uniforms[general])
     power = beta_one
     result[power] = uniforms[power] ** (1.0 / alpha[power])
