@@ -8,6 +8,7 @@ import numpy as np
 
 from cineamate.assignment.cache import ExperimentRegistry, PosteriorCache
 from cineamate.assignment.settings import AssignmentSettings
+from cineamate.assignment.slates import SlatePools
 from cineamate.assignment.store import ExperimentStore
 from cineamate.common.dependencies import (
     Dependencies,
@@ -27,7 +28,7 @@ class AssignmentRuntime:
     registry: ExperimentRegistry
     posteriors: PosteriorCache
     publisher: ReliablePublisher
-    rng: np.random.Generator
+    slates: SlatePools
 
     @classmethod
     def build(cls, settings: AssignmentSettings, deps: Dependencies) -> AssignmentRuntime:
@@ -45,5 +46,5 @@ class AssignmentRuntime:
                 redis.client, staleness_seconds=settings.posterior_staleness_seconds
             ),
             publisher=ReliablePublisher(kafka.producer, Spool(settings.spool_dir)),
-            rng=np.random.default_rng(),
+            slates=SlatePools(np.random.default_rng()),
         )
