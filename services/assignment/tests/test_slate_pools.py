@@ -5,6 +5,8 @@ probabilities are Monte-Carlo estimates, the estimate's own deviation is added).
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -21,12 +23,14 @@ def _state(seed: int = 0) -> ArmState:
 
 
 @pytest.mark.parametrize("policy_type", ["thompson", "egreedy", "ucb1", "random", "popularity"])
-def test_pooled_slates_follow_the_policy_with_its_propensities(policy_type: str) -> None:
+async def test_pooled_slates_follow_the_policy_with_its_propensities(policy_type: str) -> None:
     policy, state = make_policy(policy_type), _state()
     pools = SlatePools(np.random.default_rng(1), size=16)
     inclusion = policy.inclusion_probabilities(state, 10)
     counts = np.zeros(state.n_arms)
-    for _ in range(TAKES):
+    for take in range(TAKES):
+        if take % 8 == 0:
+            await asyncio.sleep(0)  # lets pools drawn in the background arrive
         arm_ids, propensities = pools.take(policy, state, 10)
         assert len(set(arm_ids)) == 10
         positions = state.lookup(arm_ids)
@@ -40,10 +44,11 @@ def test_pooled_slates_follow_the_policy_with_its_propensities(policy_type: str)
     assert np.all(np.abs(counts / TAKES - inclusion) <= tolerance)
 
 
-def test_a_new_state_gets_a_new_pool_and_takes_are_fresh() -> None:
+async def test_a_new_state_gets_a_new_pool_and_takes_are_fresh() -> None:
     policy, state = make_policy("thompson"), _state()
     pools = SlatePools(np.random.default_rng(2), size=8)
     first = [tuple(pools.take(policy, state, 5)[0]) for _ in range(8)]
+    await asyncio.sleep(0.2)  # the successor drawn in the background is for the old state
     assert len(set(first)) > 1  # independent draws, not one slate repeated
     updated = state.updated([0] * 50, [1.0] * 50)  # arm 0 becomes a clear favourite
     after = [pools.take(policy, updated, 5)[0] for _ in range(8)]
