@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
+# make run DEMO=0: without the demo experiment and its load (CINEAMATE_DEMO).
 run: $(STAMP)
-	$(BIN)/cineamate run
+	$(if $(DEMO),CINEAMATE_DEMO=$(DEMO) )$(BIN)/cineamate run
 
 test: $(STAMP)
 	@scripts/ensure-system-packages

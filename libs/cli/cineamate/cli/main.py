@@ -10,6 +10,7 @@
     cineamate dataset ACTION         fetch, load or synthesise MovieLens 1M
     cineamate ope                    off-policy estimates of a target policy on a logged file
     cineamate replay                 replay policies over a log and compare them
+    cineamate loadgen                drive an experiment with users and planted clicks
 
 Configuration errors print one line naming the variable and exit with code 2.
 """
@@ -78,12 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     add_experiment_commands(commands)
 
     from cineamate.cli.dataset import add_dataset_commands
+    from cineamate.cli.loadgen import add_loadgen_command
     from cineamate.cli.ope import add_ope_command
     from cineamate.cli.replay import add_replay_command
 
     add_dataset_commands(commands)
     add_ope_command(commands)
     add_replay_command(commands)
+    add_loadgen_command(commands)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema of every event")
     schemas.add_argument("--out", type=Path, default=Path("docs/schemas"))

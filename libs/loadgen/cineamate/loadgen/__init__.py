@@ -6,14 +6,19 @@
     >>> report.latency.p99_ms, report.achieved_rate_per_s  # doctest: +SKIP
 
 ``python -m cineamate.loadgen`` runs the same engine in a process of its own.
+``run_live`` drives an experiment with a ``Population`` of users and the clicks of a
+planted ``ClickModel`` (what ``cineamate loadgen`` and the ``make run`` demo use).
 """
 
+from cineamate.loadgen.clicks import DEFAULT_ATTENTION, ClickModel
 from cineamate.loadgen.errors import HttpProtocolError, NonLoopbackHost
+from cineamate.loadgen.live import LiveConfig, LiveReport, VariantTally, run_live
 from cineamate.loadgen.openloop import (
     DEFAULT_CONNECTIONS,
     LOOPBACK_HOST,
     OpenLoopConfig,
     RequestFactory,
+    ResponseHandler,
     check_loopback,
     run_open_loop,
 )
@@ -26,23 +31,32 @@ from cineamate.loadgen.report import (
     summarise_latencies,
 )
 from cineamate.loadgen.schedule import Schedule
+from cineamate.loadgen.users import Population
 
 __all__ = [
+    "DEFAULT_ATTENTION",
     "DEFAULT_CONNECTIONS",
     "LOOPBACK_HOST",
+    "ClickModel",
     "HttpProtocolError",
     "LatencySummary",
+    "LiveConfig",
+    "LiveReport",
     "LoadReport",
     "NonLoopbackHost",
     "OpenLoopConfig",
+    "Population",
     "RequestFactory",
     "Response",
+    "ResponseHandler",
     "ResponseParser",
     "Samples",
     "Schedule",
+    "VariantTally",
     "build_report",
     "check_loopback",
     "format_get",
+    "run_live",
     "run_open_loop",
     "summarise_latencies",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "MAX_PLANNED_REQUESTS",
     "OpenLoopConfig",
     "RequestFactory",
+    "ResponseHandler",
     "check_loopback",
     "run_open_loop",
 ]
@@ -61,6 +62,10 @@ _CONNECT = -3
 
 RequestFactory = Callable[[int], tuple[str, Mapping[str, str]]]
 """Given the request's index, the path (with query) and the extra headers to send."""
+
+ResponseHandler = Callable[[int, int, bytes], None]
+"""Called as request ``index`` ends, with its status (below 0 for a transport failure,
+see ``TRANSPORT_ERRORS``) and its body (empty without a response)."""
 
 
 def check_loopback(host: str) -> None:
@@ -115,10 +120,17 @@ class OpenLoopConfig:
         return f"{self.host}:{self.port}"
 
 
-async def run_open_loop(config: OpenLoopConfig, request_factory: RequestFactory) -> LoadReport:
-    """Run the plan of ``config`` against the server; the report covers the measured window."""
+async def run_open_loop(
+    config: OpenLoopConfig,
+    request_factory: RequestFactory,
+    on_response: ResponseHandler | None = None,
+) -> LoadReport:
+    """Run the plan of ``config`` against the server; the report covers the measured window.
+
+    ``on_response`` sees every request end, warm-up included, on the engine's loop: it
+    must be quick, as the next request on that connection waits for it."""
     check_loopback(config.host)
-    run = _Run(config, request_factory)
+    run = _Run(config, request_factory, on_response)
     return await run.execute()
 
 
@@ -131,9 +143,15 @@ class _Run:
     one request at a time (no pipelining).
     """
 
-    def __init__(self, config: OpenLoopConfig, request_factory: RequestFactory) -> None:
+    def __init__(
+        self,
+        config: OpenLoopConfig,
+        request_factory: RequestFactory,
+        on_response: ResponseHandler | None = None,
+    ) -> None:
         self._config = config
         self._factory = request_factory
+        self._on_response = on_response
         self._schedule = config.schedule
         total = self._schedule.total
         self._sent = [math.nan] * total
@@ -223,10 +241,12 @@ class _Run:
         else:
             self._waiting.append((index, payload))
 
-    def answered(self, connection: _Connection, index: int, status: int, reusable: bool) -> None:
+    def answered(
+        self, connection: _Connection, index: int, status: int, reusable: bool, body: bytes = b""
+    ) -> None:
         """``connection`` got the response to request ``index``; it takes the next one."""
         self._done[index] = time.perf_counter()
-        self._finish(index, status)
+        self._finish(index, status, body)
         if reusable:
             self._free(connection)
         else:
@@ -278,9 +298,11 @@ class _Run:
             self._free(connection)
             return
 
-    def _finish(self, index: int, status: int) -> None:
+    def _finish(self, index: int, status: int, body: bytes = b"") -> None:
         self._status[index] = status
         self._finished += 1
+        if self._on_response is not None:
+            self._on_response(index, status, body)
         if self._finished == self._schedule.total:
             self._all_finished.set()
 
@@ -371,7 +393,7 @@ class _Connection(asyncio.Protocol):
             return
         self._index = -1
         reusable = response.keep_alive and self._parser.idle
-        self._run.answered(self, index, response.status, reusable)
+        self._run.answered(self, index, response.status, reusable, response.body)
 
     def _fail(self, status: int) -> None:
         index = self._index

@@ -31,6 +31,7 @@ from cineamate.common.settings import (
     load_settings,
     setting,
 )
+from cineamate.stack.demo import DemoPlan, run_demo
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import ensure_port_free
 from cineamate.stack.provision import provision
@@ -66,6 +67,26 @@ class RunSettings(ProcessSettings):
         description="Scheduling niceness (0-19) of the services off the request path (the "
         "consumers), so that on a small machine recommendations win the CPU; 0 for none.",
     )
+
+    demo: bool | None = setting(
+        None,
+        env="CINEAMATE_DEMO",
+        description="Run the demo once ready (synthetic MovieLens catalogue, an experiment of "
+        "Thompson, epsilon-greedy and UCB1 against a random control, driven by the load "
+        "generator); unset: only when every store is embedded. 0 off, 1 on.",
+    )
+    demo_rate: float = setting(
+        5.0,
+        env="CINEAMATE_DEMO_RATE",
+        description="Recommendations per second the demo sends.",
+    )
+
+    @field_validator("demo_rate")
+    @classmethod
+    def _positive_rate(cls, value: float) -> float:
+        if not 0 < value <= 1_000:
+            raise ValueError("must lie above 0 and at most 1000")
+        return value
 
     @field_validator("background_nice")
     @classmethod
@@ -114,7 +135,8 @@ def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
         _write_run_file(settings.home, ports, stack)
         signal.signal(signal.SIGTERM, previous)
         dashboard = dashboard_link(f"http://127.0.0.1:{ports['gateway']}", common)
-        asyncio.run(_supervise(children, settings, ports, stack, started, dashboard, out))
+        demo = _demo_plan(settings, common, ports, stack)
+        asyncio.run(_supervise(children, settings, ports, stack, started, dashboard, demo, out))
     except KeyboardInterrupt:
         pass
     finally:
@@ -178,6 +200,23 @@ def _children(ports: dict[str, int], stack: LocalStack, background_nice: int) ->
     ]
 
 
+def _demo_plan(
+    settings: RunSettings, common: CommonSettings, ports: dict[str, int], stack: LocalStack
+) -> DemoPlan | None:
+    """The demo, when asked for or (unset) when every store is embedded."""
+    embedded_only = len(stack.embedded) == len(stack.environment())
+    if not (settings.demo if settings.demo is not None else embedded_only):
+        return None
+    return DemoPlan(
+        home=settings.home.resolve(),
+        entry_port=ports["gateway"],
+        database_url=stack.database_url,
+        admin_token=common.admin_token.get_secret_value() if common.admin_token else None,
+        client_key=common.client_key.get_secret_value() if common.client_key else None,
+        rate=settings.demo_rate,
+    )
+
+
 async def _supervise(
     children: list[ChildSpec],
     settings: RunSettings,
@@ -185,15 +224,20 @@ async def _supervise(
     stack: LocalStack,
     started: float,
     dashboard: str,
+    demo: DemoPlan | None,
     out: TextIO,
 ) -> None:
     supervisor = Supervisor(children, out=out, restart_max_seconds=settings.restart_max_seconds)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, supervisor.request_stop)
-    announce = asyncio.create_task(
-        _announce_when_ready(supervisor, settings, ports, stack, started, dashboard)
-    )
+
+    async def when_ready() -> None:
+        ready = await _announce_when_ready(supervisor, settings, ports, stack, started, dashboard)
+        if ready and demo is not None:
+            await run_demo(demo, lambda line: supervisor.say("demo", line))
+
+    announce = asyncio.create_task(when_ready())
     try:
         await supervisor.run()
     finally:
@@ -207,7 +251,7 @@ async def _announce_when_ready(
     stack: LocalStack,
     started: float,
     dashboard: str,
-) -> None:
+) -> bool:
     entry = f"http://127.0.0.1:{ports['gateway']}"
     deadline = time.monotonic() + settings.ready_timeout_seconds
     last: dict[str, object] = {}
@@ -225,7 +269,7 @@ async def _announce_when_ready(
             supervisor.say(
                 "cineamate", f"not ready after {settings.ready_timeout_seconds:g} s: {last}"
             )
-            return
+            return False
     lines = [
         f"ready in {time.monotonic() - started:.1f} s",
         f"public entry  {entry}",
@@ -239,6 +283,7 @@ async def _announce_when_ready(
     lines.append("press Ctrl-C to stop")
     for line in lines:
         supervisor.say("cineamate", line)
+    return True
 
 
 def _write_run_file(home: Path, ports: dict[str, int], stack: LocalStack) -> None:

@@ -33,7 +33,13 @@ from cineamate.offline.movielens.stats import (
     counts_of,
     statistics_of,
 )
-from cineamate.offline.movielens.synth import DEFAULT_SEED, generate, write_synthetic
+from cineamate.offline.movielens.synth import (
+    DEFAULT_SEED,
+    SYNTHETIC_COLUMNAR_NAME,
+    ensure_synthetic,
+    generate,
+    write_synthetic,
+)
 from cineamate.offline.movielens.truth import (
     CLICK_RATING,
     COHORT_LABELS,
@@ -48,6 +54,7 @@ __all__ = [
     "DEFAULT_SEED",
     "GENRES",
     "ML_1M",
+    "SYNTHETIC_COLUMNAR_NAME",
     "Counts",
     "GroundTruth",
     "MovieLens",
@@ -56,6 +63,7 @@ __all__ = [
     "Statistics",
     "Users",
     "counts_of",
+    "ensure_synthetic",
     "from_tables",
     "generate",
     "open_dataset",

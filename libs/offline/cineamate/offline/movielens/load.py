@@ -21,7 +21,7 @@ from cineamate.common.errors import DependencyUnavailable
 from cineamate.offline.movielens.dataset import MovieLens
 from cineamate.offline.movielens.stats import Counts, counts_of
 
-__all__ = ["DEFAULT_CATALOGUE", "load_into_postgres"]
+__all__ = ["DEFAULT_CATALOGUE", "catalogue_size", "load_catalogue", "load_into_postgres"]
 
 DEFAULT_CATALOGUE = "movielens"
 
@@ -37,10 +37,7 @@ async def load_into_postgres(
     progress: bool = False,
 ) -> Counts:
     """Replace the MovieLens tables with ``data`` and the catalogue with its movies."""
-    try:
-        connection = await asyncpg.connect(database_url, timeout=10)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise DependencyUnavailable(f"postgres: {exc}", code="unavailable.postgres") from exc
+    connection = await _connect(database_url)
     try:
         async with connection.transaction():
             await connection.execute(f"TRUNCATE {', '.join(_TABLES)}")
@@ -51,6 +48,38 @@ async def load_into_postgres(
     finally:
         await connection.close()
     return counts_of(data)
+
+
+async def load_catalogue(
+    data: MovieLens, database_url: str, *, catalogue: str = DEFAULT_CATALOGUE
+) -> int:
+    """Make ``data``'s movies the catalogue, without the rating tables; the movies loaded."""
+    connection = await _connect(database_url)
+    try:
+        async with connection.transaction():
+            await _replace_catalogue(connection, data, catalogue)
+    finally:
+        await connection.close()
+    return len(data.movies.movie_ids)
+
+
+async def catalogue_size(database_url: str, catalogue: str = DEFAULT_CATALOGUE) -> int:
+    """How many items the catalogue holds (0 when it was never loaded)."""
+    connection = await _connect(database_url)
+    try:
+        size: int = await connection.fetchval(
+            "SELECT count(*) FROM catalogue_items WHERE catalogue = $1", catalogue
+        )
+    finally:
+        await connection.close()
+    return size
+
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(database_url, timeout=10)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DependencyUnavailable(f"postgres: {exc}", code="unavailable.postgres") from exc
 
 
 async def _copy_movies(connection: asyncpg.Connection, data: MovieLens) -> None:

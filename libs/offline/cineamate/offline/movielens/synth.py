@@ -31,6 +31,8 @@ How it is drawn, all vectorised and from one seed:
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from cineamate.common.errors import InvalidInput
-from cineamate.offline.movielens.dataset import MovieLens, from_tables
+from cineamate.offline.movielens.dataset import MovieLens, from_tables, write_columnar
 from cineamate.offline.movielens.format import (
     GENRES,
     Movies,
@@ -59,10 +61,19 @@ from cineamate.offline.movielens.truth import (
     write_truth,
 )
 
-__all__ = ["DEFAULT_SEED", "SynthSizes", "generate", "synth_sizes", "write_synthetic"]
+__all__ = [
+    "DEFAULT_SEED",
+    "SYNTHETIC_COLUMNAR_NAME",
+    "SynthSizes",
+    "ensure_synthetic",
+    "generate",
+    "synth_sizes",
+    "write_synthetic",
+]
 
 DEFAULT_SEED = 20_000_425
 README_FILE = "README"
+SYNTHETIC_COLUMNAR_NAME = "movielens.npz"
 
 # --- ML-1M's published figures the generator is calibrated to ---------------------------
 
@@ -205,6 +216,30 @@ def write_synthetic(
     write_truth(data.truth, data.movies.movie_ids, directory / TRUTH_FILE)
     (directory / README_FILE).write_text(_readme(data, scale, seed))
     return data
+
+
+def ensure_synthetic(
+    directory: Path,
+    *,
+    scale: float = 1.0,
+    seed: int = DEFAULT_SEED,
+    columnar_name: str = SYNTHETIC_COLUMNAR_NAME,
+) -> Path:
+    """The columnar file of the synthetic set in ``directory``, written with the .dat files
+    on the first call and reused after; a set cut short never counts as written."""
+    columnar = directory / columnar_name
+    if columnar.is_file():
+        return columnar
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{directory.name}.", dir=directory.parent))
+    try:
+        data = write_synthetic(partial, scale, seed)
+        write_columnar(data, partial / columnar_name)
+        shutil.rmtree(directory, ignore_errors=True)
+        partial.rename(directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return columnar
 
 
 def _readme(data: MovieLens, scale: float, seed: int) -> str:
