@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import bench
+from bench._headline import add_headline
 from bench._machine import describe_machine
 from bench._registry import Benchmark, Figures, RunOptions, registered
 from bench._report import format_table, write_results
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_OUTPUT = RESULTS / "latest.json"
 
 
 def _discover() -> dict[str, Benchmark]:
@@ -41,7 +43,11 @@ def _parse(argv: list[str] | None, known: dict[str, Benchmark]) -> argparse.Name
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default all)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, noisier figures")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="results JSON file (default latest.json, or NAME.json for one explicit benchmark)",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in known]
     if unknown:
@@ -55,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv, known)
     if args.list:
         for name, entry in known.items():
-            print(f"{name:<20} {entry.description}")
+            only = " (only when named)" if entry.explicit else ""
+            print(f"{name:<20} {entry.description}{only}")
         return 0
-    chosen = [known[name] for name in (args.names or known)]
+    chosen = [known[name] for name in args.names] or [e for e in known.values() if not e.explicit]
+    output = args.output or DEFAULT_OUTPUT
+    if args.output is None and len(chosen) == 1 and chosen[0].explicit:
+        # A long benchmark run on its own keeps the suite's latest.json.
+        output = RESULTS / f"{chosen[0].name}.json"
     options = RunOptions(quick=args.quick)
     results: dict[str, Any] = {
         "machine": describe_machine(),
@@ -95,11 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             all_figures[figure] = float(value)
         results["details"][entry.name] = {"seconds": round(seconds, 2), **details}
         print(format_table(entry.name, seconds, figures, details), end="\n\n")
+    headline, headline_details = add_headline(all_figures)
+    if headline:
+        all_figures.update(headline)
+        results["details"]["headline"] = headline_details
+        print(format_table("headline", 0.0, headline, headline_details), end="\n\n")
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     # The machine is shared: a load that rose during the run explains noisy figures.
     machine["load_average_1m_end"] = round(os.getloadavg()[0], 2)
-    write_results(args.output, results)
-    print(f"wrote {args.output}")
+    write_results(output, results)
+    print(f"wrote {output}")
     return 1 if failed else 0
 
 

@@ -50,18 +50,21 @@ class Benchmark:
     name: str
     run: Callable[[RunOptions], tuple[Figures, Details]]
     description: str
+    # Runs only when named (``python -m bench soak``), never as part of all.
+    explicit: bool = False
 
 
 _REGISTRY: dict[str, Benchmark] = {}
 
 
 def benchmark(
-    name: str,
+    name: str, *, explicit: bool = False
 ) -> Callable[
     [Callable[[RunOptions], tuple[Figures, Details]]],
     Callable[[RunOptions], tuple[Figures, Details]],
 ]:
-    """Register the decorated function as the benchmark ``name``; its docstring describes it."""
+    """Register the decorated function as the benchmark ``name``; its docstring describes it.
+    An ``explicit`` benchmark runs only when named."""
 
     def register(
         run: Callable[[RunOptions], tuple[Figures, Details]],
@@ -69,7 +72,7 @@ def benchmark(
         if name in _REGISTRY:
             raise ValueError(f"benchmark {name!r} is registered twice")
         description = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else ""
-        _REGISTRY[name] = Benchmark(name, run, description)
+        _REGISTRY[name] = Benchmark(name, run, description, explicit)
         return run
 
     return register

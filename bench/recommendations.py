@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,10 +46,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from bench._machine import machine_cpu_seconds
+from bench._platform import (
+    Platform,
+    PlatformFailed,
+    create_running_experiment,
+    start_platform,
+    stop_platform,
+)
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
 from cineamate.policies import ArmState
 from cineamate.stack.processes import free_port, spawn, stop_process, wait_for_port
-from cineamate.stack.services import PROCESS_NAMES, port_variable
 
 N_ITEMS = 3_706
 SLATE_SIZE = 10
@@ -68,7 +73,6 @@ P99_LIMIT_MS = 10.0
 ACHIEVED_SHARE = 0.95
 # A step this far behind leaves a backlog; higher steps would measure only the backlog.
 SATURATED_SHARE = 0.90
-READY_TIMEOUT_SECONDS = 180.0
 PAUSE_SECONDS = 1.0
 TARGET_RPS = 2_000
 _TARGET_SPEC = (
@@ -99,119 +103,20 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="h
 """
 
 
-class PlatformFailed(RuntimeError):
-    """The platform did not start, or did not serve the experiment as set up."""
-
-
-@dataclass
-class _Platform:
-    """``cineamate run`` in a temporary home, and what the benchmark needs to reach it."""
-
-    home: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    ports: dict[str, int]
-    admin_token: str = ""
-    client_key: str = ""
-    redis_url: str = ""
-
-    def log_tail(self) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-3_000:].strip() or "(empty log)"
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise PlatformFailed(
-                f"cineamate run exited ({self.process.returncode}): {self.log_tail()}"
-            )
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
-
-
-def _platform_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("CINEAMATE_")
-        and name not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
-    }
-    ports = {name: free_port() for name in PROCESS_NAMES}
-    for name, port in ports.items():
-        env[port_variable(name)] = str(port)
-    env["CINEAMATE_HOME"] = str(home)
-    env["CINEAMATE_LOG_LEVEL"] = "WARNING"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env, ports
-
-
-def _start_platform(home: Path) -> _Platform:
-    env, ports = _platform_env(home)
-    log_path = home / "run.log"
-    with open(log_path, "ab") as log:
-        process = spawn([sys.executable, "-m", "cineamate.cli", "run"], log=log, env=env)
-    platform = _Platform(home, process, log_path, ports)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        platform.check_alive()
-        try:
-            if httpx.get(f"{platform.url('gateway')}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    else:
-        raise PlatformFailed(f"not ready in {READY_TIMEOUT_SECONDS:g} s: {platform.log_tail()}")
-    tokens = dict(
-        line.split("=", 1) for line in (home / "tokens.env").read_text().splitlines() if line
+def _create_experiment(platform: Platform) -> str:
+    return create_running_experiment(
+        platform,
+        {
+            "name": "recommendations benchmark",
+            "catalogue": list(range(1, N_ITEMS + 1)),
+            "policies": [
+                {"name": "thompson", "type": "thompson", "weight": 99},
+                {"name": "control", "type": "random", "control": True, "weight": 1},
+            ],
+            "traffic": 1.0,
+            "slate_size": SLATE_SIZE,
+        },
     )
-    platform.admin_token = tokens["CINEAMATE_ADMIN_TOKEN"]
-    platform.client_key = tokens["CINEAMATE_CLIENT_KEY"]
-    platform.redis_url = json.loads((home / "run.json").read_text())["stores"]["REDIS_URL"]
-    return platform
-
-
-def _stop_platform(platform: _Platform) -> list[str]:
-    """SIGINT and wait, as Ctrl-C would; what outlived it is killed and named."""
-    try:
-        family = psutil.Process(platform.process.pid).children(recursive=True)
-    except psutil.Error:
-        family = []
-    stop_process(platform.process, sig=signal.SIGINT, timeout=90)
-    _, alive = psutil.wait_procs(family, timeout=10)
-    leftovers = []
-    for process in alive:
-        try:
-            leftovers.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
-            process.kill()
-        except psutil.Error:
-            continue
-    return leftovers
-
-
-def _create_experiment(platform: _Platform) -> str:
-    """Through the public entry, as an operator would: create, then start."""
-    headers = {"Authorization": f"Bearer {platform.admin_token}"}
-    body = {
-        "name": "recommendations benchmark",
-        "catalogue": list(range(1, N_ITEMS + 1)),
-        "policies": [
-            {"name": "thompson", "type": "thompson", "weight": 99},
-            {"name": "control", "type": "random", "control": True, "weight": 1},
-        ],
-        "traffic": 1.0,
-        "slate_size": SLATE_SIZE,
-    }
-    with httpx.Client(base_url=platform.url("gateway"), headers=headers, timeout=30) as client:
-        created = client.post("/api/experiments", json=body)
-        if created.status_code != 201:
-            raise PlatformFailed(f"create answered {created.status_code}: {created.text[:500]}")
-        experiment_id: str = created.json()["id"]
-        started = client.patch(f"/api/experiments/{experiment_id}", json={"status": "running"})
-        if started.status_code != 200:
-            raise PlatformFailed(f"start answered {started.status_code}: {started.text[:500]}")
-    return experiment_id
 
 
 def _warm_state(seed: int) -> ArmState:
@@ -222,7 +127,7 @@ def _warm_state(seed: int) -> ArmState:
     return ArmState(np.arange(1, N_ITEMS + 1), pulls, successes.astype(np.float64), version=1)
 
 
-def _seed_posterior(platform: _Platform, experiment_id: str) -> dict[str, float]:
+def _seed_posterior(platform: Platform, experiment_id: str) -> dict[str, float]:
     state = _warm_state(SEED)
     fields: dict[Any, bytes] = state.to_hash()
     client = Redis.from_url(platform.redis_url)
@@ -240,7 +145,7 @@ def _seed_posterior(platform: _Platform, experiment_id: str) -> dict[str, float]
     }
 
 
-def _warm_up(platform: _Platform, experiment_id: str) -> dict[str, Any]:
+def _warm_up(platform: Platform, experiment_id: str) -> dict[str, Any]:
     """A few requests load the posterior (Thompson's propensities are computed in a thread),
     then a pause; a slate from the seeded version proves the warm state is served."""
     headers = {"Authorization": f"Bearer {platform.client_key}"}
@@ -280,7 +185,7 @@ def _start_baseline(home: Path) -> tuple[subprocess.Popen[bytes], int]:
 # --- measurement ---------------------------------------------------------------------------
 
 
-def _process_groups(platform: _Platform, baseline_pid: int) -> dict[str, list[psutil.Process]]:
+def _process_groups(platform: Platform, baseline_pid: int) -> dict[str, list[psutil.Process]]:
     """The processes whose CPU a step accounts: each service, the stores, the baseline."""
     groups: dict[str, list[psutil.Process]] = {"baseline": [psutil.Process(baseline_pid)]}
     root = psutil.Process(platform.process.pid)
@@ -368,7 +273,7 @@ def _histogram_delta(before: dict[str, float], after: dict[str, float]) -> dict[
     }
 
 
-def _server_metrics(platform: _Platform, experiment_id: str) -> dict[str, dict[str, float]]:
+def _server_metrics(platform: Platform, experiment_id: str) -> dict[str, dict[str, float]]:
     """The service-side histograms of the recommendation path, in the assignment service and
     in the gateway (whose forwarded requests are all recommendations during a step)."""
     assignment = httpx.get(f"{platform.url('assignment')}/metrics", timeout=10).text
@@ -435,7 +340,7 @@ def _step(
     seconds: float,
     warmup: float,
     seed: int,
-    platform: _Platform,
+    platform: Platform,
     experiment_id: str,
     groups: dict[str, list[psutil.Process]],
 ) -> dict[str, Any]:
@@ -592,13 +497,13 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
     home = Path(tempfile.mkdtemp(prefix="cineamate-bench-rec-"))
     # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
     home.chmod(0o755)
-    platform: _Platform | None = None
+    platform: Platform | None = None
     baseline: subprocess.Popen[bytes] | None = None
     steps: list[dict[str, Any]] = []
     leftovers: list[str] = []
     started = time.perf_counter()
     try:
-        platform = _start_platform(home)
+        platform = start_platform(home)
         ready_s = time.perf_counter() - started
         experiment_id = _create_experiment(platform)
         posterior = _seed_posterior(platform, experiment_id)
@@ -643,7 +548,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
         if baseline is not None:
             stop_process(baseline, timeout=10)
         if platform is not None:
-            leftovers = _stop_platform(platform)
+            leftovers = stop_platform(platform)
         shutil.rmtree(home, ignore_errors=True)
 
     table = _format_steps(steps)
@@ -653,6 +558,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
         "rec_p99_ms_at_2000rps": _at(steps, "assignment", 2_000)["p99_ms"],
         "rec_rps_max": _rps_max(steps, "assignment"),
         "rec_gateway_rps_max": _rps_max(steps, "gateway"),
+        "baseline_fastapi_p99_ms_at_1000rps": _at(steps, "baseline", 1_000)["p99_ms"],
         "baseline_fastapi_p99_ms_at_2000rps": _at(steps, "baseline", 2_000)["p99_ms"],
         "baseline_fastapi_rps_max": _rps_max(steps, "baseline"),
     }
@@ -682,6 +588,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
         "leftover_processes": leftovers,
         "load_average_1m_end": round(os.getloadavg()[0], 2),
     }
+    add_ratio(figures, details, "rec_p99_ms_at_1000rps", "baseline_fastapi_p99_ms_at_1000rps")
     add_ratio(figures, details, "rec_p99_ms_at_2000rps", "baseline_fastapi_p99_ms_at_2000rps")
     if figures["baseline_fastapi_rps_max"] > 0:
         add_ratio(figures, details, "rec_rps_max", "baseline_fastapi_rps_max")

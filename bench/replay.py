@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import numpy as np
 
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
 from bench._timing import summarise, time_calls
-from cineamate.offline.movielens import write_columnar, write_synthetic
+from cineamate.offline.movielens import ensure_synthetic
 from cineamate.offline.replay.engine import replay
 from cineamate.offline.replay.evaluate import prepare_evaluation
 from cineamate.offline.replay.log import ReplayLog
@@ -52,15 +51,7 @@ _COLUMNAR_NAME = "synthetic.npz"
 def _synthetic_data(seed: int) -> tuple[Path, Path]:
     """The folder of .dat files and the columnar file of the synthetic set, made once per seed."""
     folder = CACHE / f"synthetic-ml-1m-seed{seed}"
-    if not (folder / _COLUMNAR_NAME).is_file():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed, so an interrupted run never leaves a half set to reuse.
-        partial_folder = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=CACHE))
-        data = write_synthetic(partial_folder, seed=seed)
-        write_columnar(data, partial_folder / _COLUMNAR_NAME)
-        shutil.rmtree(folder, ignore_errors=True)
-        partial_folder.rename(folder)
-    return folder, folder / _COLUMNAR_NAME
+    return folder, ensure_synthetic(folder, seed=seed, columnar_name=_COLUMNAR_NAME)
 
 
 def _median_seconds(call: Callable[[], object], repeats: int) -> float:
