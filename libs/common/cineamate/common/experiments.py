@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cineamate.common.errors import NotFound
 
 __all__ = [
+    "MAX_WEIGHT",
     "POLICY_TYPE_NAMES",
     "DecisionCriteria",
     "Experiment",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 POLICY_TYPE_NAMES = ("thompson", "egreedy", "ucb1", "random", "popularity")
+# Weights are relative; beyond this ratio a share is below one bucket in 10,000 anyway,
+# and the sums stay finite.
+MAX_WEIGHT = 1_000_000.0
 ExperimentStatus = Literal["draft", "running", "paused", "stopped"]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -54,7 +58,9 @@ class VariantConfig(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)
     type: Literal["thompson", "egreedy", "ucb1", "random", "popularity"]
     params: dict[str, Any] = Field(default_factory=dict)
-    weight: float = Field(default=1.0, gt=0.0, description="Relative share of the traffic.")
+    weight: float = Field(
+        default=1.0, gt=0.0, le=MAX_WEIGHT, description="Relative share of the traffic."
+    )
     control: bool = False
     rolled_back: bool = Field(
         default=False, description="True after a guardrail rollback: its users see the control."

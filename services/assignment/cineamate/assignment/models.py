@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cineamate.assignment.bucketing import BUCKETS, Allocation
 from cineamate.common.experiments import (
+    MAX_WEIGHT,
     DecisionCriteria,
     Experiment,
     ExperimentConfig,
@@ -29,7 +30,7 @@ class ExperimentUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     traffic: float | None = Field(default=None, ge=0.0, le=1.0)
     weights: dict[str, float] | None = Field(
-        default=None, description="New relative weight per policy name (each > 0)."
+        default=None, description="New relative weight per policy name (each > 0, at most 1e6)."
     )
     rolled_back: dict[str, bool] | None = Field(
         default=None, description="Roll a policy back (true) or undo a rollback (false)."
@@ -40,8 +41,10 @@ class ExperimentUpdate(BaseModel):
     @classmethod
     def _weights_positive(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for name, weight in (value or {}).items():
-            if not weight > 0:
-                raise ValueError(f"the weight of {name!r} must be greater than 0")
+            if not 0 < weight <= MAX_WEIGHT:
+                raise ValueError(
+                    f"the weight of {name!r} must be greater than 0 and at most {MAX_WEIGHT:g}"
+                )
         return value
 
 
