@@ -7,7 +7,8 @@ It gives each service the same operational surface:
     GET /metrics   Prometheus text format
 
 and the same error body ``{"error": {"code", "message", "field"?}}``, request
-duration metrics per route template, and a lifespan that connects the
+duration metrics per route template, the request limits of ``limits`` (body
+size, CORS origins, rate), and a lifespan that connects the
 dependencies in the background and runs the service's workers (its Kafka
 consumer loops) once they are connected, restarting a crashed worker with
 backoff.
@@ -34,15 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cineamate.common.auth import TokenChecker
 from cineamate.common.dependencies import Dependencies, Dependency
-from cineamate.common.errors import (
-    CineamateError,
-    Conflict,
-    DependencyUnavailable,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Unauthorized,
-)
+from cineamate.common.errors import CineamateError, status_of
+from cineamate.common.limits import LimitPolicy, RequestLimits
 from cineamate.common.metrics import BUILD_INFO, HTTP_REQUEST_SECONDS
 from cineamate.common.settings import CommonSettings
 
@@ -58,15 +52,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-
-_STATUS_BY_ERROR: tuple[tuple[type[CineamateError], int], ...] = (
-    (InvalidInput, 422),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Unauthorized, 401),
-    (Forbidden, 403),
-    (DependencyUnavailable, 503),
-)
 
 
 class Worker(Protocol):
@@ -90,11 +75,6 @@ class WorkerSpec:
 
     name: str
     factory: WorkerFactory
-
-
-def status_of(error: CineamateError) -> int:
-    """The HTTP status of a platform error."""
-    return next((code for cls, code in _STATUS_BY_ERROR if isinstance(error, cls)), 500)
 
 
 def error_response(error: CineamateError) -> JSONResponse:
@@ -137,7 +117,10 @@ def create_service_app(
     app = FastAPI(title=f"CineaMate {name}", version=VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.tokens = TokenChecker(settings)
+    app.state.limits = LimitPolicy(settings, app.state.tokens)
     app.state.dependencies = deps
+    # Inside the metrics, so that limited requests are counted and name the service too.
+    app.add_middleware(RequestLimits, policy=app.state.limits)
     app.add_middleware(_RequestMetrics, service=name)
     _add_error_handlers(app)
     app.include_router(_operations_router(name, deps, runner))

@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from cineamate.common.errors import ConfigError, Forbidden, Unauthorized
-from cineamate.common.settings import CommonSettings
+from cineamate.common.settings import ProcessSettings
 
 __all__ = ["AuthorizedRoute", "Role", "TokenChecker", "require", "requires"]
 
@@ -42,7 +42,7 @@ _GRANTS: dict[Role, frozenset[Role]] = {
 class TokenChecker:
     """Maps a presented bearer token to its role."""
 
-    def __init__(self, settings: CommonSettings) -> None:
+    def __init__(self, settings: ProcessSettings) -> None:
         self.disabled = settings.auth_disabled
         tokens = {
             Role.ADMIN: settings.admin_token,

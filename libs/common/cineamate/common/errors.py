@@ -8,11 +8,13 @@
     ├── NotFound                   an addressed resource does not exist (HTTP 404)
     ├── Conflict                   the request clashes with the current state (HTTP 409)
     ├── Unauthorized               no or unknown credentials (HTTP 401)
-    └── Forbidden                  valid credentials, wrong role (HTTP 403)
+    ├── Forbidden                  valid credentials, wrong role (HTTP 403)
+    ├── TooLarge                   a request body above the size limit (HTTP 413)
+    └── RateLimited                a client above its request rate (HTTP 429, retriable)
 
 Each error carries a machine-readable dotted ``code`` (``invalid.traffic``,
 ``not_found.experiment``) so clients and dead-letter consumers can branch on
-it without parsing messages.
+it without parsing messages; ``status_of`` gives its HTTP status.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ __all__ = [
     "InvalidEvent",
     "InvalidInput",
     "NotFound",
+    "RateLimited",
+    "TooLarge",
     "Unauthorized",
+    "status_of",
 ]
 
 
@@ -80,3 +85,35 @@ class Unauthorized(CineamateError):
 
 class Forbidden(CineamateError):
     default_code = "forbidden"
+
+
+class TooLarge(CineamateError):
+    default_code = "too_large.body"
+
+
+class RateLimited(CineamateError):
+    """A client above its rate; ``retry_after`` is the seconds until it may retry."""
+
+    default_code = "rate_limited"
+    retriable = True
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_STATUS_BY_ERROR: tuple[tuple[type[CineamateError], int], ...] = (
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (TooLarge, 413),
+    (RateLimited, 429),
+    (DependencyUnavailable, 503),
+)
+
+
+def status_of(error: CineamateError) -> int:
+    """The HTTP status of a platform error."""
+    return next((code for cls, code in _STATUS_BY_ERROR if isinstance(error, cls)), 500)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -79,6 +79,68 @@ class ProcessSettings(BaseSettings):
     log_format: Literal["json", "text"] = setting(
         "json", env="CINEAMATE_LOG_FORMAT", description="json (one object a line) or text."
     )
+    admin_token: SecretStr | None = setting(
+        None,
+        env="CINEAMATE_ADMIN_TOKEN",
+        description="Bearer token of operators: create and steer experiments, read everything.",
+    )
+    read_token: SecretStr | None = setting(
+        None,
+        env="CINEAMATE_READ_TOKEN",
+        description="Bearer token for read-only access: dashboards, analytics, state.",
+    )
+    client_key: SecretStr | None = setting(
+        None,
+        env="CINEAMATE_CLIENT_KEY",
+        description="Bearer token of client applications: recommendations and clicks.",
+    )
+    auth_disabled: bool = setting(
+        False,
+        env="CINEAMATE_AUTH_DISABLED",
+        description="true turns token checks off (local demos only).",
+    )
+    max_request_bytes: int = setting(
+        1_048_576,
+        env="CINEAMATE_MAX_REQUEST_BYTES",
+        description="Largest request body accepted, bytes; a larger one is answered 413.",
+    )
+    cors_origins: str = setting(
+        "",
+        env="CINEAMATE_CORS_ORIGINS",
+        description="Origins (scheme://host[:port], comma-separated) whose pages may call the "
+        "API from a browser; empty allows the same origin only.",
+    )
+    rate_limit_per_second: float = setting(
+        10_000.0,
+        env="CINEAMATE_RATE_LIMIT_PER_SECOND",
+        description="Requests per second to public routes per client token (per client address "
+        "without a known token); above it 429 with Retry-After; 0 turns the limit off.",
+    )
+    rate_limit_burst: int = setting(
+        20_000,
+        env="CINEAMATE_RATE_LIMIT_BURST",
+        description="Requests a client may make at once beyond its rate before it is limited.",
+    )
+
+    @field_validator("max_request_bytes", "rate_limit_burst")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("rate_limit_per_second")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative (0 turns the limit off)")
+        return value
+
+    def allowed_origins(self) -> frozenset[str]:
+        """The origins of ``cors_origins``, without a trailing slash."""
+        return frozenset(
+            origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()
+        )
 
 
 class CommonSettings(ProcessSettings):
@@ -187,26 +249,6 @@ class CommonSettings(ProcessSettings):
         1.0,
         env="CINEAMATE_READINESS_TIMEOUT_SECONDS",
         description="Time each dependency check of /readyz may take.",
-    )
-    admin_token: SecretStr | None = setting(
-        None,
-        env="CINEAMATE_ADMIN_TOKEN",
-        description="Bearer token of operators: create and steer experiments, read everything.",
-    )
-    read_token: SecretStr | None = setting(
-        None,
-        env="CINEAMATE_READ_TOKEN",
-        description="Bearer token for read-only access: dashboards, analytics, state.",
-    )
-    client_key: SecretStr | None = setting(
-        None,
-        env="CINEAMATE_CLIENT_KEY",
-        description="Bearer token of client applications: recommendations and clicks.",
-    )
-    auth_disabled: bool = setting(
-        False,
-        env="CINEAMATE_AUTH_DISABLED",
-        description="true turns token checks off (local demos only).",
     )
     postgres_pool_max_size: int = setting(
         10, env="CINEAMATE_POSTGRES_POOL_MAX_SIZE", description="Connections per process pool."

@@ -4,6 +4,8 @@ It reads the routing table of ``routes`` (the one source of truth for every
 front door), forwards over aiohttp's keep-alive connection pool, streams
 request and response bodies in both directions, and answers its own
 ``/healthz``, ``/readyz`` (ready when every service is) and ``/metrics``.
+Every other request passes the limits of ``cineamate.common.limits`` first
+(body size, CORS origins, rate per client token or address).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_settings import SettingsConfigDict
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cineamate.common.auth import TokenChecker
+from cineamate.common.limits import LimitPolicy, RequestLimits
 from cineamate.common.metrics import BUILD_INFO, HTTP_REQUEST_SECONDS
 from cineamate.common.settings import DEFAULT_PORTS, ProcessSettings, setting
 from cineamate.stack.routes import ROUTES, Route
@@ -39,8 +43,13 @@ _HOP_BY_HOP = frozenset(
 )
 # The request body is re-streamed and the host is the service's; both are set anew.
 _NOT_FORWARDED_REQUEST = _HOP_BY_HOP | {b"host", b"content-length"}
-# This server writes its own date.
-_NOT_FORWARDED_RESPONSE = _HOP_BY_HOP | {b"date"}
+# This server writes its own date, and its own CORS headers (a second copy of
+# access-control-allow-origin makes browsers refuse the response).
+_NOT_FORWARDED_RESPONSE = _HOP_BY_HOP | {
+    b"date",
+    b"access-control-allow-origin",
+    b"access-control-expose-headers",
+}
 _OWN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
@@ -241,6 +250,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_gateway(settings: GatewaySettings) -> Gateway:
-    """The public entry, forwarding to the services named in ``settings``."""
-    return Gateway(settings.upstreams(), timeout=settings.upstream_timeout_seconds)
+def create_gateway(settings: GatewaySettings) -> ASGIApp:
+    """The public entry, forwarding to the services named in ``settings`` within the
+    request limits (body size, CORS origins, rate) of ``settings``."""
+    gateway = Gateway(settings.upstreams(), timeout=settings.upstream_timeout_seconds)
+    return RequestLimits(gateway, LimitPolicy(settings, TokenChecker(settings)))

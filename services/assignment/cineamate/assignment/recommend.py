@@ -4,11 +4,12 @@
 thousands of times a second, so it does not go through the framework's
 routing, dependency solving and middleware (FastAPI's own layers cost more
 than the whole answer): ``RecommendationEndpoint`` wraps the FastAPI app from
-the outside and answers that path itself, with the same authentication, error
-body, metrics and service header as every other route. The FastAPI route of
-the same path documents the contract in the OpenAPI schema.
+the outside and answers that path itself, with the same authentication, rate
+limit, CORS headers, error body, metrics and service header as every other
+route. The FastAPI route of the same path documents the contract in the
+OpenAPI schema.
 
-Per request: check the client key, parse the query, assign the user,
+Per request: check the client key and the client's rate, parse the query, assign the user,
 select the slate from the cached posterior, answer, and hand the serve event
 (JSON built directly, no model validation) to the spool-backed publisher.
 """
@@ -31,7 +32,6 @@ from starlette.types import Receive, Scope, Send
 
 from cineamate.assignment.runtime import AssignmentRuntime
 from cineamate.assignment.service import assign
-from cineamate.common.app import status_of
 from cineamate.common.auth import Role, TokenChecker
 from cineamate.common.errors import (
     CineamateError,
@@ -39,9 +39,12 @@ from cineamate.common.errors import (
     DependencyUnavailable,
     InvalidInput,
     NotFound,
+    RateLimited,
+    status_of,
 )
 from cineamate.common.events import SCHEMA_VERSION
 from cineamate.common.kafka import OutgoingMessage
+from cineamate.common.limits import LimitPolicy, retry_after
 from cineamate.common.metrics import HTTP_REQUEST_SECONDS, RECOMMENDATION_SECONDS
 
 __all__ = ["PATH", "RecommendationEndpoint", "recommend"]
@@ -61,6 +64,9 @@ def parse_query(query_string: bytes) -> tuple[str, str, int | None, dict[str, st
     values: dict[str, str] = {}
     cohort: dict[str, str] = {}
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            # PostgreSQL text cannot hold it, and no identifier has it.
+            raise InvalidInput("a NUL character in a parameter", field=f"query.{name[:32]}")
         if name in _PARAMETERS:
             values[name] = value
         else:
@@ -198,40 +204,39 @@ class RecommendationEndpoint:
     def __init__(self, app: FastAPI) -> None:
         self._app = app
         self._state = app.state
+        self._limits: LimitPolicy = app.state.limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
+        headers = [_JSON, _SERVICE, *self._limits.cors_headers(scope)]
         try:
-            body = await _answer(scope, self._state)
+            body = await _answer(scope, self._state, self._limits)
             status = 200
         except CineamateError as error:
             status, body = status_of(error), orjson.dumps({"error": error.to_dict()})
+            if isinstance(error, RateLimited):
+                headers.append(retry_after(error))
         except Exception:
             _log.exception("recommendation failed", extra={"path": PATH})
             status, body = 500, b'{"error":{"code":"internal","message":"internal error"}}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [_JSON, (b"content-length", str(len(body)).encode()), _SERVICE],
-            }
-        )
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         _histogram(HTTP_REQUEST_SECONDS, PATH, "GET", str(status)).observe(
             time.perf_counter() - started
         )
 
 
-async def _answer(scope: Scope, state: State) -> bytes:
+async def _answer(scope: Scope, state: State, limits: LimitPolicy) -> bytes:
     tokens: TokenChecker = state.tokens
     authorization = next(
         (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"),
         None,
     )
-    tokens.check(authorization, Role.CLIENT)
+    limits.admit(scope, tokens.check(authorization, Role.CLIENT))
     runtime: AssignmentRuntime | None = getattr(state, "runtime", None)
     if runtime is None:
         raise DependencyUnavailable("the service is still connecting to its dependencies")
