@@ -198,22 +198,29 @@ class Ingest:
         await self._consumer.stop()
 
     async def handle(self, records: list[Record[Any]]) -> Sequence[Rejected]:
-        batch, rejected = self._decode(records)
-        sla = await self._latency_slas(batch.serves)
         try:
+            batch, rejected = await self._decode(records)
+            sla = await self._latency_slas(batch.serves)
             async with self._pool.acquire() as connection, connection.transaction():
                 await self._write(connection, batch, sla)
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             raise DependencyUnavailable(f"postgres: {exc}", code="unavailable.postgres") from exc
         return rejected
 
-    def _decode(self, records: list[Record[Any]]) -> tuple[_Batch, list[Rejected]]:
+    async def _decode(self, records: list[Record[Any]]) -> tuple[_Batch, list[Rejected]]:
+        """The batch's events by kind; undecodable ones and those of an experiment that does
+        not exist are rejected."""
         batch = _Batch()
         rejected: list[Rejected] = []
         settings = self._settings
         for record in records:
             try:
                 event: Event = self._decoders[record.raw.topic](record.raw.value)
+                experiment_id = getattr(event, "experiment_id", None)
+                if experiment_id is not None and await self._experiments.get(experiment_id) is None:
+                    raise InvalidEvent(
+                        f"unknown experiment {experiment_id!r}", code="invalid.experiment"
+                    )
             except InvalidEvent as exc:
                 rejected.append(Rejected.of(record, exc))
                 continue
