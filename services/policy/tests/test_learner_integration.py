@@ -20,10 +20,11 @@ from redis.asyncio import Redis
 
 from cineamate.common.events import DeadLetter, RewardedItem, RewardEvent
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
-from cineamate.common.kafka import EventProducer, OutgoingMessage
+from cineamate.common.kafka import OutgoingMessage
 from cineamate.stack.testing import (
     READ,
     insert_running_experiment,
+    produce,
     provision,
     read_topic,
     start_service,
@@ -145,12 +146,7 @@ def _assert_counts(learner: Learner, truth: dict[str, tuple[Counter[int], Counte
 
 
 async def _produce(bootstrap: str, topic: str, rewards: list[RewardEvent]) -> None:
-    producer = EventProducer(bootstrap, client_id="test")
-    await producer.start()
-    try:
-        await producer.send_many(OutgoingMessage.of(topic, reward) for reward in rewards)
-    finally:
-        await producer.stop()
+    await produce(bootstrap, (OutgoingMessage.of(topic, reward) for reward in rewards))
 
 
 @pytest.fixture
@@ -160,6 +156,7 @@ def learner(isolated_env: dict[str, str], tmp_path: Path) -> Learner:
     env = dict(isolated_env) | {
         "CINEAMATE_REWARDS_PARTITIONS": "3",
         "CINEAMATE_POLICY_SNAPSHOT_INTERVAL_SECONDS": "1",
+        "CINEAMATE_MAX_MESSAGE_BYTES": "8192",
     }
     provision(env)
     asyncio.run(_create_experiment(env["DATABASE_URL"], experiment_id))
@@ -230,6 +227,16 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
     unknown_arm = good[0].model_copy(update={"items": [ghost_item], "serve_id": "x3"})
     out_of_range = orjson.loads(good[0].model_dump_json()) | {"serve_id": "x4"}
     out_of_range["items"][0]["reward"] = 1.5
+    wrong_version = orjson.loads(good[0].model_dump_json()) | {
+        "serve_id": "x5",
+        "schema_version": 9,
+    }
+    oversized = good[0].model_copy(
+        update={
+            "serve_id": "x6",
+            "items": [ghost_item.model_copy(update={"item_id": i}) for i in range(400)],
+        }
+    )
 
     service = start_service(env, "policy", learner.logs)
     try:
@@ -238,14 +245,17 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
         try:
             await raw.send_and_wait(topic, b"\x00garbage", key=b"k")
             await raw.send_and_wait(topic, orjson.dumps(out_of_range), key=b"k")
+            await raw.send_and_wait(topic, orjson.dumps(wrong_version), key=b"k")
         finally:
             await raw.stop()
-        await _produce(bootstrap, topic, [unknown_experiment, unknown_variant, unknown_arm])
+        await _produce(
+            bootstrap, topic, [unknown_experiment, unknown_variant, unknown_arm, oversized]
+        )
         await _produce(bootstrap, topic, good)
         _wait_total(learner, 100)
         _assert_counts(learner, _truth(good))
         letters = await read_topic(
-            bootstrap, env["CINEAMATE_DEAD_LETTER_TOPIC"], DeadLetter, expected=5
+            bootstrap, env["CINEAMATE_DEAD_LETTER_TOPIC"], DeadLetter, expected=7
         )
     finally:
         stop_service(service)
@@ -254,6 +264,8 @@ async def test_bad_rewards_are_dead_lettered_and_the_stream_goes_on(learner: Lea
         "invalid.experiment",
         "invalid.json",
         "invalid.schema",
+        "invalid.schema_version",
+        "invalid.too_large",
         "invalid.variant",
     ]
 

@@ -1,19 +1,16 @@
-"""The reward service against the real broker, PostgreSQL and Redis.
-
-100,000 serves and clicks with a known answer go through the service while it
-is SIGKILLed twice at random moments and restarted; the rewards it emits,
-deduplicated by id, are exactly the expected ones. Bad messages are
+"""The reward service against the real broker, PostgreSQL and Redis: bad messages are
 dead-lettered with their reason and the stream goes on.
+
+Its exact rewards when SIGKILLed in the middle of 100,000 events are checked with the
+learner and the analytics service downstream, in tests/test_fault_recovery.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import signal
 import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,16 +22,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cineamate.common.events import (
     ClickEvent,
     DeadLetter,
-    LateClick,
     RewardEvent,
     ServedItem,
     ServeEvent,
 )
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
-from cineamate.common.kafka import EventProducer, OutgoingMessage
-from cineamate.reward.synthetic import Stream, generate
+from cineamate.common.kafka import OutgoingMessage
+from cineamate.reward.synthetic import generate
 from cineamate.stack.testing import (
     insert_running_experiment,
+    produce,
     provision,
     read_topic,
     start_service,
@@ -94,23 +91,6 @@ def joiner(isolated_env: dict[str, str], tmp_path: Path) -> Joiner:
     return Joiner(env, experiment_id, tmp_path)
 
 
-async def _produce(bootstrap: str, messages: list[OutgoingMessage]) -> None:
-    producer = EventProducer(bootstrap, client_id="test")
-    await producer.start()
-    try:
-        await producer.send_many(messages)
-    finally:
-        await producer.stop()
-
-
-def _messages(joiner: Joiner, events: list[ServeEvent | ClickEvent]) -> list[OutgoingMessage]:
-    serves, clicks = joiner.topic("serves"), joiner.topic("clicks")
-    return [
-        OutgoingMessage.of(serves if isinstance(event, ServeEvent) else clicks, event)
-        for event in events
-    ]
-
-
 async def _collect(
     bootstrap: str, topic: str, *, expected_ids: int, timeout: float
 ) -> dict[str, list[float]]:
@@ -139,63 +119,6 @@ async def _collect(
     finally:
         await consumer.stop()
     return seen
-
-
-def _per_arm(outcomes: dict[str, float], stream: Stream) -> Counter[tuple[str, int, float]]:
-    counts: Counter[tuple[str, int, float]] = Counter()
-    for reward_id, value in outcomes.items():
-        serve_id, item = reward_id.rsplit(":", 1)
-        counts[(stream.variant_of[serve_id], int(item), value)] += 1
-    return counts
-
-
-async def test_rewards_are_exact_after_two_kills(joiner: Joiner) -> None:
-    stream = generate(
-        joiner.experiment_id,
-        serves=60_000,
-        variants=("ts", "control"),
-        catalogue=CATALOGUE,
-        start=START,
-        window=WINDOW,
-        spacing=timedelta(milliseconds=10),
-        slate_size=5,
-        click_rate=0.12,
-        seed=7,
-    )
-    assert len(stream.events) >= 95_000
-    await _produce(joiner.bootstrap, _messages(joiner, stream.events))
-
-    chance = random.Random(11)
-    service = joiner.start()
-    try:
-        for _ in range(2):
-            await asyncio.sleep(chance.uniform(0.5, 4.0))
-            service.send_signal(signal.SIGKILL)
-            service.wait(10)
-            service = joiner.start()
-        seen = await _collect(
-            joiner.bootstrap,
-            joiner.topic("rewards"),
-            expected_ids=len(stream.outcomes),
-            timeout=240,
-        )
-        late = await read_topic(
-            joiner.bootstrap, joiner.topic("late_clicks"), LateClick, expected=stream.late_clicks
-        )
-    finally:
-        stop_service(service)
-
-    conflicting = {reward_id: values for reward_id, values in seen.items() if len(set(values)) > 1}
-    assert conflicting == {}
-    outcomes = {reward_id: values[0] for reward_id, values in seen.items()}
-    assert set(outcomes) == set(stream.outcomes)
-    assert _per_arm(outcomes, stream) == _per_arm(stream.outcomes, stream)
-    assert outcomes == stream.outcomes
-    assert len({click.event_id for click in late}) == stream.late_clicks
-    # Whether its serve's window had closed or not, a late click says whose it is.
-    assert {
-        (click.experiment_id, stream.variant_of[click.serve_id] == click.variant) for click in late
-    } == {(joiner.experiment_id, True)}
 
 
 async def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(joiner: Joiner) -> None:
@@ -242,8 +165,8 @@ async def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(joiner: Joi
         OutgoingMessage.of(serves, oversized),
         OutgoingMessage.of(clicks, orphan),
     ]
-    await _produce(joiner.bootstrap, bad + _messages(joiner, stream.events))
-    await _produce(joiner.bootstrap, [OutgoingMessage.of(clicks, off_slate)])
+    await produce(joiner.bootstrap, bad + stream.messages(serves, clicks))
+    await produce(joiner.bootstrap, [OutgoingMessage.of(clicks, off_slate)])
 
     service = joiner.start()
     try:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from cineamate.common.experiments import ExperimentConfig
+from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.common.settings import CommonSettings
 from cineamate.stack.local import LocalStack
 from cineamate.stack.processes import free_port
@@ -44,6 +45,7 @@ __all__ = [
     "fresh_database",
     "insert_running_experiment",
     "isolated_env",
+    "produce",
     "provision",
     "read_topic",
     "requires_program",
@@ -109,6 +111,16 @@ async def read_topic(
         return found
     finally:
         await consumer.stop()
+
+
+async def produce(bootstrap_servers: str, messages: Iterable[OutgoingMessage]) -> None:
+    """Send ``messages`` with the platform's producer; return once every one is acknowledged."""
+    producer = EventProducer(bootstrap_servers, client_id="test")
+    await producer.start()
+    try:
+        await producer.send_many(messages)
+    finally:
+        await producer.stop()
 
 
 async def insert_running_experiment(

@@ -4,19 +4,31 @@ Serves are spaced evenly in event time; each served item is clicked with a
 given probability somewhere inside the window (and sometimes clicked again:
 a duplicate); now and then an unclicked item is clicked after the window (a
 late click). The stream is in event-time order, as a live stream would be,
-and ``outcomes`` says which reward every served item must end with.
+and ``outcomes`` says which reward every served item must end with; from it
+follow the counts every later stage must reach (the learner's pulls and
+successes per arm, the analytics totals), whatever fails on the way.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from cineamate.common.events import ClickEvent, ServedItem, ServeEvent
+from cineamate.common.events import ClickEvent, RewardedItem, RewardEvent, ServedItem, ServeEvent
+from cineamate.common.kafka import OutgoingMessage
 
-__all__ = ["Stream", "generate"]
+__all__ = ["ArmCounts", "Stream", "count_arms", "generate"]
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """Outcomes of one arm of one variant: what the learner's posterior must hold."""
+
+    pulls: int
+    successes: int
 
 
 @dataclass(frozen=True)
@@ -28,10 +40,70 @@ class Stream:
     variant_of: dict[str, str]  # serve id -> variant
     late_clicks: int
     duplicate_clicks: int
+    window: timedelta
 
     @property
     def serves(self) -> int:
         return sum(isinstance(event, ServeEvent) for event in self.events)
+
+    @property
+    def clicks(self) -> int:
+        """Click events, duplicates and late ones included."""
+        return len(self.events) - self.serves
+
+    def messages(self, serves_topic: str, clicks_topic: str) -> list[OutgoingMessage]:
+        """The events as messages for the two topics, in stream order."""
+        return [
+            OutgoingMessage.of(
+                serves_topic if isinstance(event, ServeEvent) else clicks_topic, event
+            )
+            for event in self.events
+        ]
+
+    def rewards(self) -> list[RewardEvent]:
+        """The reward events the join must emit, in the order it decides them: one per first
+        click within the window, and one with every item left unclicked when it closes."""
+        first_click: dict[str, datetime] = {}
+        serves: list[ServeEvent] = []
+        for event in self.events:
+            if isinstance(event, ServeEvent):
+                serves.append(event)
+                continue
+            reward_id = f"{event.serve_id}:{event.item_id}"
+            if self.outcomes[reward_id] == 1.0:
+                first_click.setdefault(reward_id, event.clicked_at)
+        timed: list[tuple[datetime, RewardEvent]] = []
+        for serve in serves:
+            closes = serve.served_at + self.window
+            unclicked = []
+            for item in serve.items:
+                clicked_at = first_click.get(f"{serve.serve_id}:{item.item_id}")
+                if clicked_at is None:
+                    unclicked.append(_rewarded(item, 0.0))
+                else:
+                    timed.append((clicked_at, _reward(serve, [_rewarded(item, 1.0)], clicked_at)))
+            if unclicked:
+                timed.append((closes, _reward(serve, unclicked, closes)))
+        timed.sort(key=lambda entry: entry[0])
+        return [reward for _, reward in timed]
+
+    def arm_counts(self) -> dict[tuple[str, int], ArmCounts]:
+        """Pulls and successes per (variant, item) once every outcome is counted once."""
+        return count_arms(self.outcomes, self.variant_of)
+
+
+def count_arms(
+    outcomes: dict[str, float], variant_of: dict[str, str]
+) -> dict[tuple[str, int], ArmCounts]:
+    """Pulls and successes per (variant, item) of outcomes by reward id (serve_id:item_id)."""
+    pulls: Counter[tuple[str, int]] = Counter()
+    successes: Counter[tuple[str, int]] = Counter()
+    for reward_id, reward in outcomes.items():
+        serve_id, item = reward_id.rsplit(":", 1)
+        arm = (variant_of[serve_id], int(item))
+        pulls[arm] += 1
+        successes[arm] += int(reward)
+    return {arm: ArmCounts(count, successes[arm]) for arm, count in pulls.items()}
 
 
 def generate(
@@ -106,4 +178,24 @@ def generate(
             timed.append((clicked_at, len(timed), click))
             late += 1
     timed.sort(key=lambda entry: (entry[0], entry[1]))
-    return Stream([event for _, _, event in timed], outcomes, variant_of, late, duplicates)
+    return Stream([event for _, _, event in timed], outcomes, variant_of, late, duplicates, window)
+
+
+def _rewarded(item: ServedItem, reward: float) -> RewardedItem:
+    return RewardedItem(
+        item_id=item.item_id, position=item.position, propensity=item.propensity, reward=reward
+    )
+
+
+def _reward(serve: ServeEvent, items: list[RewardedItem], rewarded_at: datetime) -> RewardEvent:
+    return RewardEvent(
+        serve_id=serve.serve_id,
+        experiment_id=serve.experiment_id,
+        variant=serve.variant,
+        policy_type=serve.policy_type,
+        items=items,
+        user_id=serve.user_id,
+        cohort=serve.cohort,
+        served_at=serve.served_at,
+        rewarded_at=rewarded_at,
+    )
