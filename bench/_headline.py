@@ -9,6 +9,8 @@ is left out.
 
 from __future__ import annotations
 
+import math
+
 from bench._registry import Details, Figures
 
 __all__ = ["ALIASES", "BASELINES", "add_headline"]
@@ -51,11 +53,12 @@ def add_headline(figures: Figures) -> tuple[Figures, Details]:
     known = figures | headline
     for name, baseline in BASELINES.items():
         if name in known and baseline in known and known[baseline] > 0:
+            value = known[name] / known[baseline]
             ratio = f"{name}_ratio"
             if ratio in figures:
-                if figures.get(baseline) == known[baseline]:
+                if math.isclose(figures[ratio], value, rel_tol=1e-9):
                     continue  # the benchmark already divides by this baseline
                 ratio = f"{name}_to_{baseline}"
-            headline[ratio] = known[name] / known[baseline]
+            headline[ratio] = value
             details.setdefault("baselines", {})[name] = baseline
     return headline, details
