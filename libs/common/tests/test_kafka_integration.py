@@ -7,7 +7,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
+import redis.exceptions
 
 from cineamate.common.errors import DependencyUnavailable
 from cineamate.common.events import ClickEvent, DeadLetter
@@ -132,7 +134,17 @@ async def test_a_record_that_crashes_the_handler_is_dead_lettered_and_the_rest_p
     assert "ZeroDivisionError: unlucky item" in letters[0].reason
 
 
-async def test_a_retriable_failure_retries_the_batch_without_dead_letters(stack) -> None:
+@pytest.mark.parametrize(
+    "outage",
+    [
+        DependencyUnavailable("postgres: down for a moment"),
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator"),
+        ConnectionRefusedError(111, "Connect call failed"),
+    ],
+    ids=["translated", "redis", "postgres-shutdown", "refused"],
+)
+async def test_an_outage_retries_the_batch_without_dead_letters(stack, outage: Exception) -> None:
     bootstrap = stack.kafka_bootstrap_servers
     topic, dead = unique("in"), unique("dead")
     await ensure_topics(bootstrap, [TopicSpec(topic, 1), TopicSpec(dead, 1)])
@@ -146,7 +158,7 @@ async def test_a_retriable_failure_retries_the_batch_without_dead_letters(stack)
         nonlocal attempts
         attempts += 1
         if attempts <= 3:
-            raise DependencyUnavailable("postgres: down for a moment")
+            raise outage
         seen.extend(r.event.item_id for r in records)
         if len(seen) >= 10:
             done.set()

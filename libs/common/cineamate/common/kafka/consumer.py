@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 import orjson
+import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import TypeAdapter, ValidationError
@@ -102,6 +104,25 @@ Decoder = Callable[[bytes | None], EventT]
 BatchHandler = Callable[[list[Record[EventT]]], Awaitable[Sequence[Rejected]]]
 IdleHandler = Callable[[], Awaitable[None]]
 AssignedHandler = Callable[[set[TopicPartition]], None]
+
+
+# A store that cannot be reached is an outage to wait out, never a poison record: whatever
+# layer forgot to translate its connection error, the batch is retried, not dead-lettered.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    DependencyUnavailable,
+    ConnectionError,
+    TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says a dependency is down (retry) rather than the input is bad."""
+    return isinstance(error, _OUTAGES)
 
 
 def undecoded(value: bytes | None) -> bytes | None:
@@ -349,16 +370,15 @@ class BatchConsumer(Generic[EventT]):
         while True:
             try:
                 return await attempt()
-            except DependencyUnavailable as exc:
+            except Exception as exc:
                 CONSUMER_FAILURES.labels(self._group_id).inc()
+                if not is_outage(exc):
+                    _log.exception("batch processing error", extra={"group": self._group_id})
+                    raise _NotRetriable() from exc
                 _log.warning(
                     "batch failed, retrying",
                     extra={"group": self._group_id, "error": str(exc), "retry_in_s": delay},
                 )
-            except Exception as exc:
-                CONSUMER_FAILURES.labels(self._group_id).inc()
-                _log.exception("batch processing error", extra={"group": self._group_id})
-                raise _NotRetriable() from exc
             if self._stopping.is_set():
                 raise _Abandoned()
             await asyncio.sleep(delay * (0.5 + random.random()))
