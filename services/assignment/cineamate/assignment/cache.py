@@ -220,4 +220,4 @@ class PosteriorCache:
         policy = live.policies[variant]
         k = live.experiment.config.slate_size
         await asyncio.to_thread(policy.inclusion_probabilities, state, k)
-        await asyncio.to_thread(policy.choose_many, state, k, np.random.default_rng(0), 1)
+        await asyncio.to_thread(policy.choose, state, k, np.random.default_rng(0))

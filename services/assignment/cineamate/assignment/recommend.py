@@ -123,13 +123,15 @@ async def recommend(
     try:
         state = await runtime.posteriors.state(live, variant.name)
         version = state.version
-        arm_ids, propensities = runtime.slates.take(
-            live.policies[variant.name], state, k or experiment.config.slate_size
+        selection = live.policies[variant.name].select(
+            state, k or experiment.config.slate_size, runtime.rng
         )
         titles = live.titles
         items = [
             {"movie_id": arm, "title": titles.get(arm, ""), "position": position, "propensity": p}
-            for position, (arm, p) in enumerate(zip(arm_ids, propensities, strict=True))
+            for position, (arm, p) in enumerate(
+                zip(selection.arm_ids.tolist(), selection.propensities.tolist(), strict=True)
+            )
         ]
         status = "ok"
     finally:

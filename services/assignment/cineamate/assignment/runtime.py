@@ -8,7 +8,6 @@ import numpy as np
 
 from cineamate.assignment.cache import ExperimentRegistry, PosteriorCache
 from cineamate.assignment.settings import AssignmentSettings
-from cineamate.assignment.slates import SlatePools
 from cineamate.assignment.store import ExperimentStore
 from cineamate.common.dependencies import (
     Dependencies,
@@ -28,7 +27,7 @@ class AssignmentRuntime:
     registry: ExperimentRegistry
     posteriors: PosteriorCache
     publisher: ReliablePublisher
-    slates: SlatePools
+    rng: np.random.Generator
 
     @classmethod
     def build(cls, settings: AssignmentSettings, deps: Dependencies) -> AssignmentRuntime:
@@ -46,5 +45,5 @@ class AssignmentRuntime:
                 redis.client, staleness_seconds=settings.posterior_staleness_seconds
             ),
             publisher=ReliablePublisher(kafka.producer, Spool(settings.spool_dir)),
-            slates=SlatePools(np.random.default_rng()),
+            rng=np.random.default_rng(),
         )
