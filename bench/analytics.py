@@ -63,12 +63,11 @@ from cineamate.common.events import (
     Event,
     LateClick,
     RewardedItem,
-    RewardEvent,
     ServeEvent,
 )
 from cineamate.common.kafka import OutgoingMessage
 from cineamate.common.latency import BUCKET_BOUNDS_MS, BUCKETS
-from cineamate.reward.synthetic import Stream, generate
+from cineamate.reward.synthetic import Stream, generate, reward_of
 from cineamate.stack.local import LocalStack
 
 # (variant, policy type); the last one is the control.
@@ -195,19 +194,6 @@ def _mix(stream: Stream, experiment_id: str) -> tuple[list[tuple[str, Event]], d
         "late_clicks": Counter[str](),
     }
 
-    def reward(serve: ServeEvent, items: list[RewardedItem], at: datetime) -> RewardEvent:
-        return RewardEvent(
-            serve_id=serve.serve_id,
-            experiment_id=experiment_id,
-            variant=serve.variant,
-            policy_type=serve.policy_type,
-            items=items,
-            user_id=serve.user_id,
-            cohort=serve.cohort,
-            served_at=serve.served_at,
-            rewarded_at=at,
-        )
-
     for serve in serves.values():
         truth["serves"][serve.variant] += 1
         unclicked = []
@@ -224,10 +210,10 @@ def _mix(stream: Stream, experiment_id: str) -> tuple[list[tuple[str, Event]], d
                 unclicked.append(outcome)
             else:
                 truth["rewards"][serve.variant] += 1
-                timed.append((clicked_at, "rewards", reward(serve, [outcome], clicked_at)))
+                timed.append((clicked_at, "rewards", reward_of(serve, [outcome], clicked_at)))
         closed_at = serve.served_at + STREAM_WINDOW
         if unclicked:
-            timed.append((closed_at, "rewards", reward(serve, unclicked, closed_at)))
+            timed.append((closed_at, "rewards", reward_of(serve, unclicked, closed_at)))
     for click in late:
         serve = serves[click.serve_id]
         truth["late_clicks"][serve.variant] += 1

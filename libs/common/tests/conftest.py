@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 _CONNECTION_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
 
@@ -28,3 +31,11 @@ def service_env(clean_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     clean_env.setenv("CINEAMATE_READ_TOKEN", "read-token-44")
     clean_env.setenv("CINEAMATE_CLIENT_KEY", "client-key-45")
     return clean_env
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process HTTP client of the test module's ``app`` fixture."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield client

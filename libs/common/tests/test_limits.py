@@ -88,13 +88,6 @@ def app(limited_env: pytest.MonkeyPatch) -> FastAPI:
     )
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield client
-
-
 async def test_a_body_above_the_limit_is_413_naming_the_limit(
     client: httpx.AsyncClient,
 ) -> None:

@@ -6,8 +6,6 @@ not run and no dependency is declared, so nothing is contacted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -45,13 +43,6 @@ def app(service_env: pytest.MonkeyPatch) -> FastAPI:
         dependencies=[],
         routers=[_router()],
     )
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield client
 
 
 def _request_count(metrics_text: str, route: str, status: str) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 from cineamate.common.events import ClickEvent, RewardedItem, RewardEvent, ServedItem, ServeEvent
 from cineamate.common.kafka import OutgoingMessage
 
-__all__ = ["ArmCounts", "Stream", "count_arms", "generate"]
+__all__ = ["ArmCounts", "Stream", "count_arms", "generate", "reward_of"]
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,9 @@ class Stream:
                 if clicked_at is None:
                     unclicked.append(_rewarded(item, 0.0))
                 else:
-                    timed.append((clicked_at, _reward(serve, [_rewarded(item, 1.0)], clicked_at)))
+                    timed.append((clicked_at, reward_of(serve, [_rewarded(item, 1.0)], clicked_at)))
             if unclicked:
-                timed.append((closes, _reward(serve, unclicked, closes)))
+                timed.append((closes, reward_of(serve, unclicked, closes)))
         timed.sort(key=lambda entry: entry[0])
         return [reward for _, reward in timed]
 
@@ -187,7 +187,8 @@ def _rewarded(item: ServedItem, reward: float) -> RewardedItem:
     )
 
 
-def _reward(serve: ServeEvent, items: list[RewardedItem], rewarded_at: datetime) -> RewardEvent:
+def reward_of(serve: ServeEvent, items: list[RewardedItem], rewarded_at: datetime) -> RewardEvent:
+    """The reward event of ``serve`` with the outcomes of ``items``."""
     return RewardEvent(
         serve_id=serve.serve_id,
         experiment_id=serve.experiment_id,
