@@ -255,13 +255,15 @@ def _wait_for(what: str, failures: Callable[[], list[str]], timeout: float) -> N
 def _sql_has_data(rows: list[asyncpg.Record]) -> bool:
     """Rows, and when they hold numbers (besides a "time" column), one that is neither
     NULL nor zero: a query whose every value is empty or zero saw no data."""
-    numbers = [
-        value
+    # A column is numeric when a value in it is a number; NULLs of text columns don't count.
+    numeric = {
+        column
         for row in rows
         for column, value in row.items()
-        if column != "time" and isinstance(value, int | float | Decimal | None)
+        if column != "time" and isinstance(value, int | float | Decimal)
         if not isinstance(value, bool)
-    ]
+    }
+    numbers = [row[column] for row in rows for column in numeric]
     return bool(rows) and (not numbers or any(value for value in numbers))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,35 +58,42 @@ class _FakePlatform:
         return server
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while head := await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b"":
-            lines = head.decode().split("\r\n")
-            method, target, _ = lines[0].split(" ")
-            headers = {
-                name.lower(): value
-                for name, value in (line.split(": ", 1) for line in lines[1:] if ": " in line)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", 0)))
-            if method == "POST":
-                self.clicks.extend(json.loads(body))
-                status, answer = "202 Accepted", b'{"accepted": 1}'
-            else:
-                query = parse_qs(urlsplit(target).query)
-                good = int(query["user_id"][0][1:]) % 2 == 0
-                items = range(1, 6) if good else range(11, 16)
-                self.serves += 1
-                answer = json.dumps(
-                    {
-                        "serve_id": f"s{self.serves}",
-                        "variant": "good" if good else "poor",
-                        "items": [{"movie_id": item} for item in items],
-                    }
-                ).encode()
-                status = "200 OK"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer
-            )
-            await writer.drain()
-        writer.close()
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b"":
+                lines = head.decode().split("\r\n")
+                method, target, _ = lines[0].split(" ")
+                headers = {
+                    name.lower(): value
+                    for name, value in (line.split(": ", 1) for line in lines[1:] if ": " in line)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                if method == "POST":
+                    self.clicks.extend(json.loads(body))
+                    status, answer = "202 Accepted", b'{"accepted": 1}'
+                else:
+                    query = parse_qs(urlsplit(target).query)
+                    good = int(query["user_id"][0][1:]) % 2 == 0
+                    items = range(1, 6) if good else range(11, 16)
+                    self.serves += 1
+                    answer = json.dumps(
+                        {
+                            "serve_id": f"s{self.serves}",
+                            "variant": "good" if good else "poor",
+                            "items": [{"movie_id": item} for item in items],
+                        }
+                    ).encode()
+                    status = "200 OK"
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client hung up
+        finally:
+            # Closed here, on its own loop: a writer left to the collector warns later.
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 async def test_a_live_run_posts_the_drawn_clicks_and_names_the_planted_best_variant() -> None:
