@@ -12,6 +12,7 @@ Enabled by ``pytest_plugins = ["cineamate.stack.testing"]`` in the root conftest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,14 +46,17 @@ __all__ = [
     "fresh_database",
     "insert_running_experiment",
     "isolated_env",
+    "new_database",
     "produce",
     "provision",
     "read_topic",
     "requires_program",
     "run_cli",
+    "service_environment",
     "stack",
     "start_service",
     "stop_service",
+    "temporary_stack",
     "topic_environment",
     "unique",
     "wait_for_status",
@@ -249,13 +253,17 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """The session's broker, PostgreSQL and Redis."""
-    home = Path(tempfile.mkdtemp(prefix="cineamate-test-"))
+@contextlib.contextmanager
+def temporary_stack(
+    prefix: str = "cineamate-test-", environ: Mapping[str, str] = os.environ
+) -> Iterator[LocalStack]:
+    """A ``LocalStack`` whose embedded servers live in a temporary folder removed on exit.
+    With an empty ``environ`` every server is embedded and this stack's own: for tests that
+    stop or freeze a server, which the session's stack must never see."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
     home.chmod(0o755)
-    local = LocalStack(home, durable=False)
+    local = LocalStack(home, durable=False, environ=environ)
     try:
         local.start()
         yield local
@@ -264,11 +272,17 @@ def stack() -> Iterator[LocalStack]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture
-def fresh_database(stack: LocalStack) -> Iterator[str]:
-    """The URL of a new, empty database, dropped after the test."""
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The session's broker, PostgreSQL and Redis."""
+    with temporary_stack() as local:
+        yield local
+
+
+@contextlib.contextmanager
+def new_database(server_url: str) -> Iterator[str]:
+    """The URL of a new, empty database on the server of ``server_url``, dropped on exit."""
     name = "t_" + uuid.uuid4().hex[:12]
-    server_url = stack.database_url
 
     async def admin(sql: str) -> None:
         connection = await asyncpg.connect(server_url)
@@ -284,13 +298,12 @@ def fresh_database(stack: LocalStack) -> Iterator[str]:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-@pytest.fixture
-def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
-    """Environment for platform processes: the session's servers, a fresh database,
-    topics of their own, free ports and a home of their own."""
+def service_environment(servers: LocalStack, database_url: str) -> dict[str, str]:
+    """Environment for platform processes on ``servers`` with the database ``database_url``:
+    topics of their own, free ports and the test tokens."""
     env = dict(os.environ)
-    env.update(stack.environment())
-    env["DATABASE_URL"] = fresh_database
+    env.update(servers.environment())
+    env["DATABASE_URL"] = database_url
     tag = uuid.uuid4().hex[:8]
     env.update(topic_environment(tag))
     env.update(free_ports())
@@ -299,6 +312,20 @@ def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture
+def fresh_database(stack: LocalStack) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    with new_database(stack.database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def isolated_env(stack: LocalStack, fresh_database: str) -> dict[str, str]:
+    """Environment for platform processes: the session's servers, a fresh database,
+    topics of their own, free ports and a home of their own."""
+    return service_environment(stack, fresh_database)
 
 
 def _with_database(url: str, database: str) -> str:
