@@ -6,8 +6,10 @@ not run and no dependency is declared, so nothing is contacted.
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
+import redis.exceptions
 from fastapi import APIRouter, FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,6 +32,10 @@ def _router() -> APIRouter:
             raise Conflict("widget is taken", code="conflict.widget", field="widget_id")
         if widget_id == "broken":
             raise RuntimeError("database password is hunter2")
+        if widget_id == "redis-down":
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 10.0.0.7:6379")
+        if widget_id == "postgres-down":
+            raise asyncpg.exceptions.AdminShutdownError("terminating connection")
         return {"widget_id": widget_id, "limit": limit}
 
     return router
@@ -179,3 +185,14 @@ async def test_unknown_path_answers_with_the_platform_error_body(
 
     assert response.status_code == 404
     assert isinstance(response.json().get("error", {}).get("code"), str)
+
+
+@pytest.mark.parametrize("widget_id", ["redis-down", "postgres-down"])
+async def test_a_store_that_cannot_be_reached_is_503_without_its_address(
+    client: httpx.AsyncClient, widget_id: str
+) -> None:
+    answer = await client.get(f"/widgets/{widget_id}")
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "unavailable.dependency"
+    assert "10.0.0.7" not in answer.text

@@ -35,9 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cineamate.common.auth import TokenChecker
 from cineamate.common.dependencies import Dependencies, Dependency
-from cineamate.common.errors import CineamateError, status_of
+from cineamate.common.errors import CineamateError, DependencyUnavailable, status_of
 from cineamate.common.limits import LimitPolicy, RequestLimits
 from cineamate.common.metrics import BUILD_INFO, HTTP_REQUEST_SECONDS
+from cineamate.common.outages import OUTAGES
 from cineamate.common.settings import CommonSettings
 
 __all__ = [
@@ -156,6 +157,20 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CineamateError)
     async def platform_error(request: Request, exc: CineamateError) -> JSONResponse:
         return error_response(exc)
+
+    async def outage(request: Request, exc: Exception) -> JSONResponse:
+        # A store that cannot be reached is a 503 whoever forgot to translate it; the
+        # message names the kind only, never an address.
+        name = type(exc).__name__
+        return error_response(
+            DependencyUnavailable(
+                f"a dependency is unavailable ({name})", code="unavailable.dependency"
+            )
+        )
+
+    for kind in OUTAGES:
+        if not issubclass(kind, CineamateError):
+            app.add_exception_handler(kind, outage)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

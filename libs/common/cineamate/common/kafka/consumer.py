@@ -27,9 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import asyncpg
 import orjson
-import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import TypeAdapter, ValidationError
@@ -45,6 +43,7 @@ from cineamate.common.metrics import (
     CONSUMER_RECORDS,
     DEAD_LETTERS,
 )
+from cineamate.common.outages import is_outage
 
 __all__ = [
     "BatchConsumer",
@@ -104,25 +103,6 @@ Decoder = Callable[[bytes | None], EventT]
 BatchHandler = Callable[[list[Record[EventT]]], Awaitable[Sequence[Rejected]]]
 IdleHandler = Callable[[], Awaitable[None]]
 AssignedHandler = Callable[[set[TopicPartition]], None]
-
-
-# A store that cannot be reached is an outage to wait out, never a poison record: whatever
-# layer forgot to translate its connection error, the batch is retried, not dead-lettered.
-_OUTAGES: tuple[type[BaseException], ...] = (
-    DependencyUnavailable,
-    ConnectionError,
-    TimeoutError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
-
-
-def is_outage(error: BaseException) -> bool:
-    """Whether ``error`` says a dependency is down (retry) rather than the input is bad."""
-    return isinstance(error, _OUTAGES)
 
 
 def undecoded(value: bytes | None) -> bytes | None:
