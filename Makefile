@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := constraints.txt
+# Test processes: most integration tests wait on their servers, so two overlap well on two
+# cores; a file's tests stay in one process (they share module fixtures). 0 runs in this one.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test test-fast lint format bench schemas docs lock clean help
 
@@ -29,10 +33,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@scripts/ensure-system-packages
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
