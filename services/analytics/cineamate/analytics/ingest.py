@@ -212,27 +212,30 @@ class Ingest:
         not exist are rejected."""
         batch = _Batch()
         rejected: list[Rejected] = []
-        settings = self._settings
+        decoded: list[tuple[Record[Any], Event]] = []
         for record in records:
             try:
-                event: Event = self._decoders[record.raw.topic](record.raw.value)
-                experiment_id = getattr(event, "experiment_id", None)
-                if experiment_id is not None and await self._experiments.get(experiment_id) is None:
-                    raise InvalidEvent(
-                        f"unknown experiment {experiment_id!r}", code="invalid.experiment"
-                    )
+                decoded.append((record, self._decoders[record.raw.topic](record.raw.value)))
             except InvalidEvent as exc:
                 rejected.append(Rejected.of(record, exc))
-                continue
-            topic = record.raw.topic
-            if topic == settings.serves_topic:
-                batch.serves.append(event)  # type: ignore[arg-type]
-            elif topic == settings.rewards_topic:
-                batch.rewards.append(event)  # type: ignore[arg-type]
-            elif topic == settings.clicks_topic:
-                batch.clicks.append(event)  # type: ignore[arg-type]
-            elif topic == settings.late_clicks_topic:
-                batch.late.append(event)  # type: ignore[arg-type]
+        # One lookup per experiment, not per event: a batch holds a few experiments.
+        named = {name for _, event in decoded if (name := getattr(event, "experiment_id", None))}
+        unknown = {name for name in named if await self._experiments.get(name) is None}
+        lists: dict[str, list[Any]] = {
+            self._settings.serves_topic: batch.serves,
+            self._settings.rewards_topic: batch.rewards,
+            self._settings.clicks_topic: batch.clicks,
+            self._settings.late_clicks_topic: batch.late,
+        }
+        for record, event in decoded:
+            experiment_id = getattr(event, "experiment_id", None)
+            if experiment_id in unknown:
+                error = InvalidEvent(
+                    f"unknown experiment {experiment_id!r}", code="invalid.experiment"
+                )
+                rejected.append(Rejected.of(record, error))
+            elif (kind := lists.get(record.raw.topic)) is not None:
+                kind.append(event)
             elif isinstance(event, PosteriorUpdate):
                 batch.posteriors.append(event)
         return batch, rejected

@@ -308,21 +308,27 @@ def aggregate(
     counted: set[str] = set()
     for reward in rewards:
         experiment, variant = reward.experiment_id, reward.variant
-        minute = rows.minutes[(experiment, variant, _minute(reward.served_at))]
         hour = _hour(reward.served_at)
+        outcomes, total = 0, 0.0
         for reward_id, outcome in zip(reward.reward_ids, reward.items, strict=True):
             if reward_id not in fresh_rewards or reward_id in counted:
                 continue
             counted.add(reward_id)
-            minute.outcomes += 1
-            minute.rewards += outcome.reward
+            outcomes += 1
+            total += outcome.reward
             counts = rows.items[(experiment, variant, outcome.item_id, hour)]
             counts.outcomes += 1
             counts.rewards += outcome.reward
-            for attribute, value in reward.cohort.items():
-                counts = rows.cohorts[(experiment, variant, attribute, value)]
-                counts.outcomes += 1
-                counts.rewards += outcome.reward
+        if not outcomes:
+            continue
+        # The message's outcomes share its minute and cohort: added once, not per item.
+        minute = rows.minutes[(experiment, variant, _minute(reward.served_at))]
+        minute.outcomes += outcomes
+        minute.rewards += total
+        for attribute, value in reward.cohort.items():
+            counts = rows.cohorts[(experiment, variant, attribute, value)]
+            counts.outcomes += outcomes
+            counts.rewards += total
     for late in late_clicks:
         if late.experiment_id is not None and late.variant is not None:
             key = (late.experiment_id, late.variant, _minute(late.clicked_at))
