@@ -100,6 +100,13 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, isolate
             name: 0 if name in ("assignment", "gateway") else 5
             for name in (*SERVICE_NAMES, "gateway")
         }
+        # So do the embedded PostgreSQL (every backend) and Redis; the broker takes the
+        # serve events of the request path and keeps its priority.
+        stores: dict[str, set[int]] = {}
+        for process in processes:
+            if process.name() in ("postgres", "redis-server", "tansu"):
+                stores.setdefault(process.name(), set()).add(process.nice() - base)
+        assert stores == {"postgres": {5}, "redis-server": {5}, "tansu": {0}}
 
         # A crashed service is restarted by the supervisor.
         victim = psutil.Process(

@@ -45,6 +45,8 @@ class EmbeddedServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
         self.port = port or free_port(_HOST)
+        # Steps below this process's priority; set before start().
+        self.nice = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[Any] | None = None
 
@@ -61,7 +63,11 @@ class EmbeddedServer:
         self._prepare()
         self._log = open(self.directory / f"{self.name}.log", "ab")
         self._process = spawn(
-            self._argv(), log=self._log, user=self._user(), death_signal=self.stop_signal
+            self._argv(),
+            log=self._log,
+            user=self._user(),
+            death_signal=self.stop_signal,
+            nice=self.nice,
         )
         try:
             self._wait_ready()

@@ -24,10 +24,18 @@ class LocalStack:
     """
 
     def __init__(
-        self, home: Path, *, durable: bool = True, environ: Mapping[str, str] = os.environ
+        self,
+        home: Path,
+        *,
+        durable: bool = True,
+        environ: Mapping[str, str] = os.environ,
+        store_nice: int = 0,
     ) -> None:
         self.home = home
         self.durable = durable
+        # PostgreSQL and Redis serve the consumers and the control routes, never a
+        # recommendation: embedded ones can run this many steps below the broker's priority.
+        self.store_nice = store_nice
         self._environ = environ
         self.embedded: list[EmbeddedServer] = []
         self.kafka_bootstrap_servers = environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
@@ -41,9 +49,11 @@ class LocalStack:
                 self.kafka_bootstrap_servers = self._start(EmbeddedBroker(self.home / "broker")).url
             if not self.database_url:
                 postgres = EmbeddedPostgres(self.home / "postgres", durable=self.durable)
+                postgres.nice = self.store_nice
                 self.database_url = self._start(postgres).url
             if not self.redis_url:
                 redis = EmbeddedRedis(self.home / "redis", durable=self.durable)
+                redis.nice = self.store_nice
                 self.redis_url = self._start(redis).url
         except BaseException:
             self.stop()

@@ -65,8 +65,10 @@ def spawn(
     user: str | None = None,
     death_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """Start a server process in its own session, tied to this process's life."""
+    """Start a server process in its own session, tied to this process's life, ``nice``
+    steps below this process's priority (the processes it forks inherit that)."""
     return subprocess.Popen(
         list(argv),
         stdout=log,
@@ -76,7 +78,7 @@ def spawn(
         cwd=cwd,
         user=user,
         start_new_session=True,
-        preexec_fn=die_with_parent(death_signal),
+        preexec_fn=die_with_parent(death_signal, nice=nice),
     )
 
 

@@ -65,7 +65,8 @@ class RunSettings(ProcessSettings):
         5,
         env="CINEAMATE_BACKGROUND_NICE",
         description="Scheduling niceness (0-19) of the services off the request path (the "
-        "consumers), so that on a small machine recommendations win the CPU; 0 for none.",
+        "consumers) and of embedded PostgreSQL and Redis, so that on a small machine "
+        "recommendations win the CPU; 0 for none.",
     )
 
     demo: bool | None = setting(
@@ -124,7 +125,7 @@ def run_platform(settings: RunSettings, *, out: TextIO = sys.stdout) -> int:
 
     # Until the supervisor's loop takes over, SIGTERM unwinds like Ctrl-C.
     previous = signal.signal(signal.SIGTERM, interrupt)
-    stack = LocalStack(settings.home.resolve())
+    stack = LocalStack(settings.home.resolve(), store_nice=settings.background_nice)
     try:
         ensure_tokens(settings.home)
         stack.start()
