@@ -102,6 +102,18 @@ async def test_a_body_above_the_limit_is_413_naming_the_limit(
     assert announced.headers["x-cineamate-service"] == "decision"
 
 
+async def test_a_nul_character_in_a_query_parameter_is_422_naming_it(
+    client: httpx.AsyncClient,
+) -> None:
+    # PostgreSQL text cannot hold NUL: without this a filter reaching a query was a 500.
+    answer = await client.get("/things?variant=a%00b&limit=3", headers=READ)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "invalid.input"
+    assert answer.json()["error"]["field"] == "query.variant"
+    plain = await client.get("/things?variant=a%2500b", headers=READ)
+    assert plain.status_code == 200, plain.text
+
+
 async def test_a_chunked_body_is_cut_off_at_the_limit(app: FastAPI) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(5):

@@ -21,12 +21,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cineamate.common.auth import Role, TokenChecker
-from cineamate.common.errors import CineamateError, RateLimited, TooLarge, status_of
+from cineamate.common.errors import (
+    CineamateError,
+    InvalidInput,
+    RateLimited,
+    TooLarge,
+    status_of,
+)
 from cineamate.common.settings import ProcessSettings
 
 __all__ = [
@@ -232,7 +239,8 @@ class RequestLimits:
             length = _header(scope, b"content-length")
             if length is not None and length.isdigit() and int(length) > policy.max_request_bytes:
                 raise policy.too_large()
-        except (RateLimited, TooLarge) as error:
+            _without_nul(scope["query_string"])
+        except (RateLimited, TooLarge, InvalidInput) as error:
             for message in error_messages(error, cors):
                 await send(message)
             return
@@ -295,6 +303,16 @@ def _adding(send: Send, headers: list[Header]) -> Send:
         await send(message)
 
     return send_with_headers
+
+
+def _without_nul(query_string: bytes) -> None:
+    """Raise InvalidInput naming the query parameter that holds a NUL character: PostgreSQL
+    text cannot store one, and no identifier or filter value has one."""
+    if b"%00" not in query_string and b"\x00" not in query_string:
+        return
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInput("a NUL character in a parameter", field=f"query.{name[:32]}")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
