@@ -203,8 +203,16 @@ class Ingest:
             sla = await self._latency_slas(batch.serves)
             async with self._pool.acquire() as connection, connection.transaction():
                 await self._write(connection, batch, sla)
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-            raise DependencyUnavailable(f"postgres: {exc}", code="unavailable.postgres") from exc
+        except BaseException as exc:
+            # The partitions this batch made rolled back with it: a retry must make them
+            # again, or every row of their day would fail (and be dead-lettered).
+            for partitions in self.partitions.values():
+                partitions.forget()
+            if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+                raise DependencyUnavailable(
+                    f"postgres: {exc}", code="unavailable.postgres"
+                ) from exc
+            raise
         return rejected
 
     async def _decode(self, records: list[Record[Any]]) -> tuple[_Batch, list[Rejected]]:

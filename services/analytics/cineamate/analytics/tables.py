@@ -100,6 +100,11 @@ class DailyPartitions:
                 pass  # another instance made it first
             self._known.add(day)
 
+    def forget(self) -> None:
+        """Forget which partitions exist: after a transaction that made some rolled back,
+        the next ``ensure`` makes them again instead of trusting a partition that is gone."""
+        self._known.clear()
+
     async def days(self, connection: asyncpg.Connection) -> list[date]:
         """The days that have a partition, oldest first."""
         names = await connection.fetch(
