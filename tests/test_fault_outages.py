@@ -299,8 +299,13 @@ def test_postgres_stopped_mid_stream_is_reported_and_caught_up(
         _no_dead_letters(pipeline)
     finally:
         pipeline.stop()
-    print(f"stopped at {done} of {end} analytics records; readiness then: {reported}")
-    assert done < end
+    print(
+        f"stopped at {done} of {end} analytics records then, {inputs} in all; "
+        f"readiness then: {reported}"
+    )
+    # Mid-stream: analytics had not all of its input yet. (The end offsets then are no
+    # bound: the reward service was still adding rewards, and they are read first.)
+    assert done < inputs
 
 
 def test_broker_frozen_recommendations_spool_and_consumers_resume(
