@@ -42,6 +42,7 @@ __all__ = [
     "RequestLimits",
     "TokenBuckets",
     "error_messages",
+    "reject_nul_parameters",
     "retry_after",
 ]
 
@@ -239,7 +240,7 @@ class RequestLimits:
             length = _header(scope, b"content-length")
             if length is not None and length.isdigit() and int(length) > policy.max_request_bytes:
                 raise policy.too_large()
-            _without_nul(scope["query_string"])
+            reject_nul_parameters(scope["query_string"])
         except (RateLimited, TooLarge, InvalidInput) as error:
             for message in error_messages(error, cors):
                 await send(message)
@@ -305,7 +306,7 @@ def _adding(send: Send, headers: list[Header]) -> Send:
     return send_with_headers
 
 
-def _without_nul(query_string: bytes) -> None:
+def reject_nul_parameters(query_string: bytes) -> None:
     """Raise InvalidInput naming the query parameter that holds a NUL character: PostgreSQL
     text cannot store one, and no identifier or filter value has one."""
     if b"%00" not in query_string and b"\x00" not in query_string:

@@ -44,7 +44,7 @@ from cineamate.common.errors import (
 )
 from cineamate.common.events import SCHEMA_VERSION
 from cineamate.common.kafka import OutgoingMessage
-from cineamate.common.limits import LimitPolicy, retry_after
+from cineamate.common.limits import LimitPolicy, reject_nul_parameters, retry_after
 from cineamate.common.metrics import HTTP_REQUEST_SECONDS, RECOMMENDATION_SECONDS
 
 __all__ = ["PATH", "RecommendationEndpoint", "recommend"]
@@ -61,12 +61,11 @@ _SERVICE = (b"x-cineamate-service", b"assignment")
 
 def parse_query(query_string: bytes) -> tuple[str, str, int | None, dict[str, str]]:
     """experiment_id, user_id, k and the cohort attributes; InvalidInput names the field."""
+    # This path runs ahead of RequestLimits, so it makes the same check itself.
+    reject_nul_parameters(query_string)
     values: dict[str, str] = {}
     cohort: dict[str, str] = {}
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if "\x00" in name or "\x00" in value:
-            # PostgreSQL text cannot hold it, and no identifier has it.
-            raise InvalidInput("a NUL character in a parameter", field=f"query.{name[:32]}")
         if name in _PARAMETERS:
             values[name] = value
         else:
