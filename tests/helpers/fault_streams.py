@@ -281,8 +281,10 @@ async def committed_and_ends(
             for topic in topics
             for p in reader.partitions_for_topic(topic) or set()
         ]
+        # Commits first: the logs only grow, so an end read after its commit bounds it.
+        committed = {tp: await reader.committed(tp) or 0 for tp in partitions}
         ends = await reader.end_offsets(partitions)
-        return {tp: (await reader.committed(tp) or 0, ends[tp]) for tp in partitions}
+        return {tp: (committed[tp], ends[tp]) for tp in partitions}
     finally:
         await reader.stop()
 
