@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +23,43 @@ import psutil
 
 from cineamate.stack.processes import free_port, spawn, stop_process
 from cineamate.stack.services import PROCESS_NAMES, port_variable
+from cineamate.stack.testing import wait_for_status
 
 __all__ = [
+    "BARE_APP",
     "Platform",
     "PlatformFailed",
     "create_running_experiment",
+    "make_home",
     "platform_env",
+    "start_bare_app",
     "start_platform",
     "stop_platform",
 ]
 
 READY_TIMEOUT_SECONDS = 180.0
+READY_POLL_SECONDS = 0.05
+
+# The same-run baseline: what one uvicorn worker with this stack serves with no work to do.
+BARE_APP = """
+import sys
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Response
+
+app = FastAPI()
+
+
+@app.get("/bench")
+async def bench(user_id: str) -> Response:
+    body = {"user_id": user_id, "items": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+            workers=1, access_log=False, log_level="warning", server_header=False)
+"""
 
 
 class PlatformFailed(RuntimeError):
@@ -50,6 +77,8 @@ class Platform:
     admin_token: str = ""
     client_key: str = ""
     redis_url: str = ""
+    # Seconds from the spawn of ``cineamate run`` to the public entry's first 200 on /readyz.
+    ready_seconds: float = 0.0
 
     def log_tail(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -63,6 +92,14 @@ class Platform:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+
+def make_home(name: str) -> Path:
+    """A new temporary folder for a platform; the caller removes it."""
+    home = Path(tempfile.mkdtemp(prefix=f"cineamate-bench-{name}-"))
+    # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
+    home.chmod(0o755)
+    return home
 
 
 def platform_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
@@ -87,18 +124,20 @@ def platform_env(home: Path) -> tuple[dict[str, str], dict[str, int]]:
 def start_platform(home: Path) -> Platform:
     env, ports = platform_env(home)
     log_path = home / "run.log"
+    started = time.monotonic()
     with open(log_path, "ab") as log:
         process = spawn([sys.executable, "-m", "cineamate.cli", "run"], log=log, env=env)
     platform = Platform(home, process, log_path, ports)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    deadline = started + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         platform.check_alive()
         try:
             if httpx.get(f"{platform.url('gateway')}/readyz", timeout=2).status_code == 200:
+                platform.ready_seconds = time.monotonic() - started
                 break
         except httpx.HTTPError:
             pass
-        time.sleep(0.25)
+        time.sleep(READY_POLL_SECONDS)
     else:
         raise PlatformFailed(f"not ready in {READY_TIMEOUT_SECONDS:g} s: {platform.log_tail()}")
     tokens = dict(
@@ -108,6 +147,15 @@ def start_platform(home: Path) -> Platform:
     platform.client_key = tokens["CINEAMATE_CLIENT_KEY"]
     platform.redis_url = json.loads((home / "run.json").read_text())["stores"]["REDIS_URL"]
     return platform
+
+
+def start_bare_app(home: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The same-run baseline app in a process of its own, once it answers ``/bench``."""
+    port = free_port()
+    with open(home / "baseline.log", "ab") as log:
+        process = spawn([sys.executable, "-c", BARE_APP, str(port)], log=log)
+    wait_for_status(f"http://127.0.0.1:{port}/bench?user_id=u1", timeout=30, process=process)
+    return process, port
 
 
 def stop_platform(platform: Platform) -> list[str]:

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._machine import machine_cpu_seconds
+from bench._platform import make_home
 from cineamate.common.experiments import ExperimentConfig, VariantConfig
 from cineamate.common.kafka import EventProducer, OutgoingMessage
 from cineamate.stack.local import LocalStack
@@ -88,9 +88,7 @@ def temporary_stack(
 ) -> Iterator[tuple[LocalStack, Path]]:
     """A started, migrated ``LocalStack`` in a temporary folder, removed afterwards;
     ``stack_env`` gives the environment the migration runs with."""
-    home = Path(tempfile.mkdtemp(prefix="cineamate-bench-"))
-    # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
-    home.chmod(0o755)
+    home = make_home("stack")
     stack = LocalStack(home, durable=False, environ={})
     try:
         stack.start()

@@ -40,6 +40,7 @@ from bench._platform import (
     Platform,
     PlatformFailed,
     create_running_experiment,
+    make_home,
     start_platform,
     stop_platform,
 )
@@ -134,8 +135,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
     rate = RATE_QUICK if options.quick else RATE
     seconds = SECONDS_QUICK if options.quick else SECONDS
     data, item_ids = synthetic_catalogue()
-    home = Path(tempfile.mkdtemp(prefix="cineamate-bench-pipeline-"))
-    home.chmod(0o755)
+    home = make_home("pipeline")
     platform: Platform | None = None
     try:
         platform = start_platform(home)

@@ -32,11 +32,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,12 +48,14 @@ from bench._platform import (
     Platform,
     PlatformFailed,
     create_running_experiment,
+    make_home,
+    start_bare_app,
     start_platform,
     stop_platform,
 )
 from bench._registry import Details, Figures, RunOptions, add_ratio, add_target, benchmark
 from cineamate.policies import ArmState
-from cineamate.stack.processes import free_port, spawn, stop_process, wait_for_port
+from cineamate.stack.processes import stop_process
 
 N_ITEMS = 3_706
 SLATE_SIZE = 10
@@ -80,27 +80,6 @@ _TARGET_SPEC = (
     "(met only if that step also had no failed request and achieved >= 95% of the plan)"
 )
 _REC_PATH = "/api/movies/recommendations"
-
-# The same-run baseline: what one uvicorn worker with this stack serves with no work to do.
-_BASELINE_APP = """
-import sys
-
-import orjson
-import uvicorn
-from fastapi import FastAPI, Response
-
-app = FastAPI()
-
-
-@app.get("/bench")
-async def bench(user_id: str) -> Response:
-    body = {"user_id": user_id, "items": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
-            workers=1, access_log=False, log_level="warning", server_header=False)
-"""
 
 
 def _create_experiment(platform: Platform) -> str:
@@ -172,14 +151,6 @@ def _warm_up(platform: Platform, experiment_id: str) -> dict[str, Any]:
     if versions != {1}:
         raise PlatformFailed(f"thompson served state versions {sorted(versions)}, not the seed")
     return {"variants_seen": seen, "thompson_state_versions": sorted(versions)}
-
-
-def _start_baseline(home: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with open(home / "baseline.log", "ab") as log:
-        process = spawn([sys.executable, "-c", _BASELINE_APP, str(port)], log=log)
-    wait_for_port("127.0.0.1", port, timeout=30, process=process)
-    return process, port
 
 
 # --- measurement ---------------------------------------------------------------------------
@@ -494,9 +465,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
     rates = RATES_QUICK if options.quick else RATES
     seconds = STEP_SECONDS_QUICK if options.quick else STEP_SECONDS
     warmup = WARMUP_SECONDS_QUICK if options.quick else WARMUP_SECONDS
-    home = Path(tempfile.mkdtemp(prefix="cineamate-bench-rec-"))
-    # Embedded PostgreSQL runs as an unprivileged user under root and must reach this folder.
-    home.chmod(0o755)
+    home = make_home("rec")
     platform: Platform | None = None
     baseline: subprocess.Popen[bytes] | None = None
     steps: list[dict[str, Any]] = []
@@ -508,7 +477,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
         experiment_id = _create_experiment(platform)
         posterior = _seed_posterior(platform, experiment_id)
         warm = _warm_up(platform, experiment_id)
-        baseline, baseline_port = _start_baseline(home)
+        baseline, baseline_port = start_bare_app(home)
         groups = _process_groups(platform, baseline.pid)
         client = f"Bearer {platform.client_key}"
         rec_path = f"{_REC_PATH}?experiment_id={experiment_id}&user_id=u{{user}}"

@@ -20,17 +20,21 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench._platform import Platform, create_running_experiment, start_platform, stop_platform
+from bench._platform import (
+    Platform,
+    create_running_experiment,
+    make_home,
+    start_platform,
+    stop_platform,
+)
 from bench._registry import Details, Figures, RunOptions, add_target, benchmark
 from bench._services import CommittedOffsets
 from bench.pipeline import drive, synthetic_catalogue
@@ -148,8 +152,7 @@ def run(options: RunOptions) -> tuple[Figures, Details]:
     """10 minutes at 1,000 recommendations/s with clicks: memory and consumer lag hold."""
     seconds = SECONDS_QUICK if options.quick else SECONDS
     data, item_ids = synthetic_catalogue()
-    home = Path(tempfile.mkdtemp(prefix="cineamate-bench-soak-"))
-    home.chmod(0o755)
+    home = make_home("soak")
     platform: Platform | None = None
     samples: list[dict[str, Any]] = []
     try:
