@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.exceptions
 
-from cineamate.common.errors import DependencyUnavailable
+from cineamate.common.errors import DependencyUnavailable, InvalidEvent
 from cineamate.common.events import ClickEvent, DeadLetter
 from cineamate.common.kafka import (
     BatchConsumer,
@@ -201,3 +202,71 @@ async def test_committed_offsets_resume_where_the_last_member_stopped(stack) -> 
     finally:
         await producer.stop()
     assert seen == list(range(30))
+
+
+def _label(value: bytes | None) -> str:
+    text = (value or b"").decode()
+    if not text.startswith("label-"):
+        raise InvalidEvent(f"not a label: {text!r}", code="invalid.label")
+    return text
+
+
+async def test_an_overlapped_consumer_decodes_per_topic_and_handles_one_batch_at_a_time(
+    stack,
+) -> None:
+    bootstrap = stack.kafka_bootstrap_servers
+    clicks, labels, dead, group = unique("clicks"), unique("labels"), unique("dead"), unique("g")
+    await ensure_topics(bootstrap, [TopicSpec(t, 1) for t in (clicks, labels, dead)])
+    producer = EventProducer(bootstrap, client_id="t")
+    await producer.start()
+    seen: list[tuple[str, Any]] = []
+    running = 0
+    most_running = 0
+
+    def consumer_for(expected: int, done: asyncio.Event) -> BatchConsumer[Any]:
+        async def handle(records: list[Record[Any]]) -> Sequence[Rejected]:
+            nonlocal running, most_running
+            running += 1
+            most_running = max(most_running, running)
+            await asyncio.sleep(0.01)  # the next batch is fetched and decoded meanwhile
+            seen.extend((record.raw.topic, record.event) for record in records)
+            running -= 1
+            if len(seen) >= expected:
+                done.set()
+            return []
+
+        return BatchConsumer(
+            bootstrap_servers=bootstrap,
+            topics=[clicks, labels],
+            group_id=group,
+            decode={clicks: json_decoder(ClickEvent, max_bytes=10_000), labels: _label},
+            handle=handle,
+            dead_letters=producer,
+            dead_letter_topic=dead,
+            max_records=7,
+            overlap=True,
+        )
+
+    try:
+        await producer.send_many(OutgoingMessage.of(clicks, _click(i)) for i in range(30))
+        await producer.send_many(
+            [OutgoingMessage(labels, f"label-{i}".encode()) for i in range(15)]
+            + [OutgoingMessage(labels, b"oops")]
+            + [OutgoingMessage(labels, f"label-{i}".encode()) for i in range(15, 30)]
+        )
+        first = asyncio.Event()
+        await _run_consumer_until(consumer_for(60, first), first)
+        letters = await read_topic(bootstrap, dead, DeadLetter, expected=1)
+        # Everything was committed: a new member of the group gets only what comes next.
+        await producer.send_many([OutgoingMessage.of(clicks, _click(30))])
+        second = asyncio.Event()
+        await _run_consumer_until(consumer_for(61, second), second)
+    finally:
+        await producer.stop()
+
+    assert most_running == 1
+    assert [event.item_id for topic, event in seen if topic == clicks] == list(range(31))
+    assert [event for topic, event in seen if topic == labels] == [f"label-{i}" for i in range(30)]
+    assert [(letter.reason_code, letter.source_offset) for letter in letters] == [
+        ("invalid.label", 15)
+    ]

@@ -23,12 +23,12 @@ async def test_a_partition_made_in_a_rolled_back_transaction_is_made_again(
     try:
         with pytest.raises(RuntimeError):
             async with connection.transaction():
-                await partitions.ensure(connection, [moment])
+                await partitions.ensure(connection, [day_of(moment)])
                 raise RuntimeError("the batch failed after making its partition")
         assert day_of(moment) not in await partitions.days(connection)
 
         partitions.forget()
-        await partitions.ensure(connection, [moment])
+        await partitions.ensure(connection, [day_of(moment)])
         assert day_of(moment) in await partitions.days(connection)
         await connection.execute(
             "INSERT INTO analytics_clicks (event_id, serve_id, item_id, user_id, clicked_at) "

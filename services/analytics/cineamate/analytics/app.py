@@ -26,4 +26,5 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         ),
         routers=[router, dashboard.router],
         workers=[WorkerSpec("ingest", lambda deps: Ingest(settings, deps))],
+        gc_threshold=settings.gc_threshold,
     )

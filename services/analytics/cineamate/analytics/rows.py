@@ -24,7 +24,7 @@ __all__ = [
     "click_row",
     "late_click_row",
     "posterior_rows",
-    "reward_rows",
+    "reward_message_row",
     "serve_row",
 ]
 
@@ -52,6 +52,20 @@ REWARD_COLUMNS = (
     "position",
     "propensity",
     "reward",
+    "user_id",
+    "cohort",
+    "served_at",
+    "rewarded_at",
+)
+REWARD_MESSAGE_COLUMNS = (
+    "serve_id",
+    "experiment_id",
+    "variant",
+    "policy_type",
+    "item_ids",
+    "positions",
+    "propensities",
+    "rewards",
     "user_id",
     "cohort",
     "served_at",
@@ -88,26 +102,24 @@ def serve_row(serve: ServeEvent) -> tuple[Any, ...]:
     )
 
 
-def reward_rows(reward: RewardEvent) -> list[tuple[Any, ...]]:
-    cohort = orjson.dumps(reward.cohort).decode()
-    return [
-        (
-            reward_id,
-            reward.serve_id,
-            reward.experiment_id,
-            reward.variant,
-            reward.policy_type,
-            item.item_id,
-            item.position,
-            item.propensity,
-            item.reward,
-            reward.user_id,
-            cohort,
-            reward.served_at,
-            reward.rewarded_at,
-        )
-        for reward_id, item in zip(reward.reward_ids, reward.items, strict=True)
-    ]
+def reward_message_row(reward: RewardEvent) -> tuple[Any, ...]:
+    """A reward message as one staged row; SQL expands its arrays into ``REWARD_COLUMNS``,
+    one row per outcome (``reward_id`` = ``serve_id:item_id``, as ``RewardEvent.reward_ids``)."""
+    items = reward.items
+    return (
+        reward.serve_id,
+        reward.experiment_id,
+        reward.variant,
+        reward.policy_type,
+        [item.item_id for item in items],
+        [item.position for item in items],
+        [item.propensity for item in items],
+        [item.reward for item in items],
+        reward.user_id,
+        orjson.dumps(reward.cohort).decode(),
+        reward.served_at,
+        reward.rewarded_at,
+    )
 
 
 def click_row(click: ClickEvent) -> tuple[Any, ...]:

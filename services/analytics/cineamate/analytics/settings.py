@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from cineamate.common.settings import DEFAULT_PORTS, CommonSettings, setting
@@ -37,8 +38,22 @@ class AnalyticsSettings(CommonSettings):
         description="How long the summary's user counts are reused before being counted "
         "again (0 counts on every call).",
     )
+    gc_threshold: int = setting(
+        100_000,
+        description="Net allocations between two collections of the garbage collector's "
+        "youngest generation: a batch of 10,000 events makes about a million objects, and "
+        "with Python's default of 700 collecting them cost about a third of the ingest's CPU.",
+    )
     ingest_max_records: int = setting(
         10_000,
         description="Most records the ingest writes per transaction: larger batches cost "
         "fewer statements per event.",
     )
+
+    @field_validator("gc_threshold")
+    @classmethod
+    def _collects(cls, value: int) -> int:
+        # 0 would turn automatic collection off, and reference cycles would pile up.
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value

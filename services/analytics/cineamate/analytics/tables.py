@@ -6,13 +6,14 @@ commit, so every write here belongs to the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-__all__ = ["DailyPartitions", "day_of", "insert_new", "upsert"]
+__all__ = ["DailyPartitions", "Expansion", "day_of", "insert_new", "insert_new_expanded", "upsert"]
 
 
 def day_of(moment: datetime) -> date:
@@ -21,11 +22,14 @@ def day_of(moment: datetime) -> date:
 
 
 async def _stage(
-    connection: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[Any]
+    connection: asyncpg.Connection,
+    staging: str,
+    definition: str,
+    columns: Sequence[str],
+    rows: Sequence[Any],
 ) -> str:
-    staging = f"staging_{table}"
     await connection.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} {definition} ON COMMIT DELETE ROWS"
     )
     await connection.copy_records_to_table(staging, records=rows, columns=list(columns))
     return staging
@@ -43,10 +47,50 @@ async def insert_new(
     column of the rows actually added."""
     if not rows:
         return set()
-    staging = await _stage(connection, table, columns, rows)
+    staging = await _stage(connection, f"staging_{table}", f"(LIKE {table})", columns, rows)
     names = ", ".join(columns)
     added = await connection.fetch(
         f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "
+        f"ON CONFLICT DO NOTHING RETURNING {returning}"
+    )
+    return {row[0] for row in added}
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Rows staged in a compact shape and expanded by SQL into a table's rows: one staged
+    row per message, say, whose arrays become one table row per element. ``select`` reads
+    ``{staging}`` and yields the table's ``columns`` in order."""
+
+    name: str
+    definition: str
+    staged_columns: tuple[str, ...]
+    columns: tuple[str, ...]
+    select: str
+
+
+async def insert_new_expanded(
+    connection: asyncpg.Connection,
+    table: str,
+    expansion: Expansion,
+    rows: Sequence[Any],
+    *,
+    returning: str,
+) -> set[Any]:
+    """``insert_new`` of the rows ``expansion`` makes of ``rows``: what Python encodes and
+    COPY parses is the compact form, and PostgreSQL expands it."""
+    if not rows:
+        return set()
+    staging = await _stage(
+        connection,
+        f"staging_{expansion.name}",
+        expansion.definition,
+        expansion.staged_columns,
+        rows,
+    )
+    added = await connection.fetch(
+        f"INSERT INTO {table} ({', '.join(expansion.columns)}) "
+        f"{expansion.select.format(staging=staging)} "
         f"ON CONFLICT DO NOTHING RETURNING {returning}"
     )
     return {row[0] for row in added}
@@ -66,7 +110,7 @@ async def upsert(
     SQL expression (the existing row is ``t``, the new one ``EXCLUDED``)."""
     if not rows:
         return
-    staging = await _stage(connection, table, columns, rows)
+    staging = await _stage(connection, f"staging_{table}", f"(LIKE {table})", columns, rows)
     names = ", ".join(columns)
     assignments = ", ".join(f"{column} = {expression}" for column, expression in updates.items())
     condition = f" WHERE {where}" if where else ""
@@ -87,8 +131,9 @@ class DailyPartitions:
     def name(self, day: date) -> str:
         return f"{self.table}_p{day:%Y%m%d}"
 
-    async def ensure(self, connection: asyncpg.Connection, moments: Sequence[datetime]) -> None:
-        for day in sorted({day_of(moment) for moment in moments} - self._known):
+    async def ensure(self, connection: asyncpg.Connection, days: Iterable[date]) -> None:
+        """Make the partitions of ``days`` that this instance does not know to exist."""
+        for day in sorted(set(days) - self._known):
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             try:
                 await connection.execute(

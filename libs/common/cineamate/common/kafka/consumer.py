@@ -13,17 +13,23 @@ with backoff; any other error retries record by record and dead-letters the
 records that still fail, so one poison message cannot stall a partition.
 Handlers must be idempotent, because a crash between process and commit
 redelivers the batch.
+
+With ``overlap``, the next batch is fetched and decoded while the handler of
+the previous one waits on its store, so decoding (CPU in this process) and
+writing (work in the store's process) run side by side; batches are still
+processed and committed one at a time, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +67,9 @@ EventT = TypeVar("EventT")
 
 _log = logging.getLogger(__name__)
 
+# Records decoded between two turns of the event loop while a batch is in flight: a few
+# milliseconds of work, so the batch's statements wait little for their turn.
+_DECODE_SLICE = 64
 # Dead letters keep at most this much of an oversized payload.
 _DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024
 
@@ -207,7 +216,7 @@ class BatchConsumer(Generic[EventT]):
         bootstrap_servers: str,
         topics: Sequence[str],
         group_id: str,
-        decode: Decoder[EventT],
+        decode: Decoder[EventT] | Mapping[str, Decoder[EventT]],
         handle: BatchHandler[EventT],
         dead_letters: EventProducer,
         dead_letter_topic: str,
@@ -217,10 +226,15 @@ class BatchConsumer(Generic[EventT]):
         auto_offset_reset: str = "earliest",
         on_idle: IdleHandler | None = None,
         on_assigned: AssignedHandler | None = None,
+        overlap: bool = False,
     ) -> None:
+        """``decode`` is one decoder for every topic, or one per topic."""
         self._topics = list(topics)
         self._group_id = group_id
-        self._decode = decode
+        self._decoders: Mapping[str, Decoder[EventT]] = (
+            decode if isinstance(decode, Mapping) else dict.fromkeys(self._topics, decode)
+        )
+        self._overlap = overlap
         self._handle = handle
         self._dead_letters = dead_letters
         self._dead_letter_topic = dead_letter_topic
@@ -274,19 +288,30 @@ class BatchConsumer(Generic[EventT]):
 
     async def run(self) -> None:
         """Process batches until ``request_stop``."""
-        while not self._stopping.is_set():
-            fetched = await self._consumer.getmany(
-                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
-            )
-            if not fetched:
-                await self._idle()
-                continue
-            async with self._batch_lock:
-                try:
-                    await self._process_batch(fetched)
-                except _Abandoned:
-                    # Stopping while a dependency is down: leave the batch uncommitted.
-                    return
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+                )
+                if not fetched:
+                    in_flight = await _settled(in_flight)
+                    await self._idle()
+                    continue
+                decoded = await self._decode_all(fetched, yielding=in_flight is not None)
+                in_flight = await _settled(in_flight)
+                if self._stopping.is_set():
+                    return  # the decoded batch stays uncommitted: redelivered later
+                in_flight = asyncio.create_task(self._process_batch(fetched, *decoded))
+                if not self._overlap:
+                    in_flight = await _settled(in_flight)
+        except _Abandoned:
+            # Stopping while a dependency is down: leave the batch uncommitted.
+            return
+        finally:
+            if in_flight is not None and not in_flight.done():
+                with contextlib.suppress(_Abandoned):
+                    await in_flight
 
     async def _idle(self) -> None:
         # A poll with nothing to fetch: time-driven work (closing windows) runs here.
@@ -300,29 +325,39 @@ class BatchConsumer(Generic[EventT]):
             except Exception:
                 _log.exception("idle work error", extra={"group": self._group_id})
 
-    async def _process_batch(self, fetched: dict[TopicPartition, list[Any]]) -> None:
-        started = time.perf_counter()
-        raws = [
-            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-            for messages in fetched.values()
-            for m in messages
-        ]
-        records, rejected = self._decode_all(raws)
-        rejected.extend(await self._process(records))
-        await self._dead_letter(rejected)
-        await self._commit(fetched)
-        CONSUMER_BATCH_SIZE.labels(self._group_id).observe(len(raws))
-        CONSUMER_PROCESSING_SECONDS.labels(self._group_id).observe(time.perf_counter() - started)
-
-    def _decode_all(self, raws: list[RawRecord]) -> tuple[list[Record[EventT]], list[Rejected]]:
+    async def _decode_all(
+        self, fetched: dict[TopicPartition, list[Any]], *, yielding: bool
+    ) -> tuple[list[Record[EventT]], list[Rejected]]:
+        """Decode the batch; ``yielding`` gives the event loop a turn every few records, so
+        the batch in flight can send its next statement while this one decodes."""
         records: list[Record[EventT]] = []
         rejected: list[Rejected] = []
-        for raw in raws:
-            try:
-                records.append(Record(raw, self._decode(raw.value)))
-            except InvalidEvent as exc:
-                rejected.append(Rejected.of(raw, exc))
+        for messages in fetched.values():
+            for number, m in enumerate(messages):
+                if yielding and number % _DECODE_SLICE == 0:
+                    await asyncio.sleep(0)
+                raw = RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                try:
+                    records.append(Record(raw, self._decoders[raw.topic](raw.value)))
+                except InvalidEvent as exc:
+                    rejected.append(Rejected.of(raw, exc))
         return records, rejected
+
+    async def _process_batch(
+        self,
+        fetched: dict[TopicPartition, list[Any]],
+        records: list[Record[EventT]],
+        rejected: list[Rejected],
+    ) -> None:
+        async with self._batch_lock:
+            started = time.perf_counter()
+            rejected = rejected + await self._process(records)
+            await self._dead_letter(rejected)
+            await self._commit(fetched)
+            CONSUMER_BATCH_SIZE.labels(self._group_id).observe(len(records) + len(rejected))
+            CONSUMER_PROCESSING_SECONDS.labels(self._group_id).observe(
+                time.perf_counter() - started
+            )
 
     async def _process(self, records: list[Record[EventT]]) -> list[Rejected]:
         if not records:
@@ -390,6 +425,14 @@ class BatchConsumer(Generic[EventT]):
                 CONSUMER_LAG.labels(self._group_id, tp.topic, str(tp.partition)).set(
                     max(highwater - offsets[tp], 0)
                 )
+
+
+async def _settled(task: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+    """Wait for the batch in flight, if any, letting its exception through; then there is
+    none in flight (None)."""
+    if task is not None:
+        await task
+    return None
 
 
 class _NotRetriable(Exception):
