@@ -54,7 +54,6 @@ async def _save_and_load(
         overwritten = await store.save(
             key, expected_version=None, state=ArmState.empty([1]), offsets={}
         )
-        await client.delete(f"cineamate:posterior:{key.experiment_id}:{key.variant}")
     finally:
         await client.aclose()
     if loaded is None:

@@ -35,6 +35,26 @@ async def _stage(
     return staging
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """How rows are staged and turned into a table's rows. The plain case stages the
+    table's own columns (``as_is``); a compact one stages, say, one row per message whose
+    arrays ``select`` turns into one table row per element. ``select`` reads ``{staging}``
+    and yields the table's ``columns`` in order."""
+
+    name: str
+    definition: str
+    staged_columns: tuple[str, ...]
+    columns: tuple[str, ...]
+    select: str
+
+    @classmethod
+    def as_is(cls, table: str, columns: Sequence[str]) -> Expansion:
+        names = ", ".join(columns)
+        select = f"SELECT {names} FROM {{staging}}"
+        return cls(table, f"(LIKE {table})", tuple(columns), tuple(columns), select)
+
+
 async def insert_new(
     connection: asyncpg.Connection,
     table: str,
@@ -45,28 +65,9 @@ async def insert_new(
 ) -> set[Any]:
     """Insert ``rows``, skipping those whose key is already there; the ``returning``
     column of the rows actually added."""
-    if not rows:
-        return set()
-    staging = await _stage(connection, f"staging_{table}", f"(LIKE {table})", columns, rows)
-    names = ", ".join(columns)
-    added = await connection.fetch(
-        f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "
-        f"ON CONFLICT DO NOTHING RETURNING {returning}"
+    return await insert_new_expanded(
+        connection, table, Expansion.as_is(table, columns), rows, returning=returning
     )
-    return {row[0] for row in added}
-
-
-@dataclass(frozen=True)
-class Expansion:
-    """Rows staged in a compact shape and expanded by SQL into a table's rows: one staged
-    row per message, say, whose arrays become one table row per element. ``select`` reads
-    ``{staging}`` and yields the table's ``columns`` in order."""
-
-    name: str
-    definition: str
-    staged_columns: tuple[str, ...]
-    columns: tuple[str, ...]
-    select: str
 
 
 async def insert_new_expanded(
@@ -78,7 +79,7 @@ async def insert_new_expanded(
     returning: str,
 ) -> set[Any]:
     """``insert_new`` of the rows ``expansion`` makes of ``rows``: what Python encodes and
-    COPY parses is the compact form, and PostgreSQL expands it."""
+    COPY parses can be a compact form that PostgreSQL expands."""
     if not rows:
         return set()
     staging = await _stage(
