@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
@@ -208,23 +209,70 @@ def provision(env: dict[str, str]) -> None:
 def start_service(
     env: dict[str, str], name: str, logs: Path, *, timeout: float = 60.0
 ) -> subprocess.Popen[bytes]:
-    """``cineamate serve NAME`` with ``env``, logging under ``logs``, once its /readyz is 200."""
+    """``cineamate serve NAME`` with ``env``, logging under ``logs``, once it listens on its
+    port and its /readyz is 200.
+
+    A free port can be taken before the service binds it: ``free_port`` draws from the
+    range client connections use too, and parallel test workers draw from it at once. The
+    service then exits naming the port, and another process may even answer its /readyz;
+    so the service must own the listening socket, and a port taken is replaced in ``env``
+    by a new one, up to three times."""
     logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"{name}-{time.monotonic_ns()}.log").open("wb") as log:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "cineamate.cli", "serve", name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    port = env[port_variable(name)]
+    variable = port_variable(name)
+    for _ in range(_PORT_ATTEMPTS):
+        log_path = logs / f"{name}-{time.monotonic_ns()}.log"
+        with log_path.open("wb") as log:
+            service = subprocess.Popen(
+                [sys.executable, "-m", "cineamate.cli", "serve", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            if _wait_ready(service, int(env[variable]), timeout, log_path):
+                return service
+        except BaseException:
+            service.kill()
+            service.wait(10)
+            raise
+        env[variable] = str(free_port())
+    raise AssertionError(f"{name}: {_PORT_ATTEMPTS} free ports were taken before it bound them")
+
+
+_PORT_ATTEMPTS = 3
+
+
+def _wait_ready(
+    service: subprocess.Popen[bytes], port: int, timeout: float, log_path: Path
+) -> bool:
+    """True once ``service`` listens on ``port`` and answers /readyz 200; False if it
+    exited because the port was taken."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            output = log_path.read_text(errors="replace")
+            if f"port {port} on 127.0.0.1 is in use" in output:
+                return False
+            raise AssertionError(f"the service exited with {service.returncode}: {output[-2000:]}")
+        if _listens(service.pid, port):
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
+                if answer.status_code == 200:
+                    return True
+                last = f"{answer.status_code} {answer.text}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+        time.sleep(0.1)
+    raise AssertionError(f"port {port} /readyz never answered 200 within {timeout:g} s: {last}")
+
+
+def _listens(pid: int, port: int) -> bool:
     try:
-        wait_for_status(f"http://127.0.0.1:{port}/readyz", timeout=timeout, process=service)
-    except AssertionError:
-        service.kill()
-        service.wait(10)
-        raise
-    return service
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
 
 
 def stop_service(service: subprocess.Popen[bytes]) -> None:
