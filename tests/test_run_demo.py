@@ -85,9 +85,15 @@ def test_demo_creates_an_experiment_that_serves_and_learns_within_a_minute(
 ) -> None:
     with _platform(tmp_path, isolated_env) as (entry, home, log_path):
         ready = time.monotonic()
+        # The demo creates its experiment, then starts it: wait for both.
         demo = wait_until(
-            "the demo experiment",
-            lambda: [e for e in _experiments(entry) if e["name"] == DEMO_EXPERIMENT_NAME],
+            "the demo experiment, running",
+            lambda: (
+                found
+                if (found := [e for e in _experiments(entry) if e["name"] == DEMO_EXPERIMENT_NAME])
+                and all(e["status"] == "running" for e in found)
+                else None
+            ),
             timeout=LEARNING_WITHIN_SECONDS,
         )
         assert len(demo) == 1 and demo[0]["status"] == "running"

@@ -132,6 +132,7 @@ def test_each_invalid_experiment_is_422_naming_its_field(assignment: AssignmentP
             "policies.1.type",
         ),
         "empty catalogue": (base | {"catalogue": []}, "catalogue"),
+        "item id beyond int64": (base | {"catalogue": [1, 2**63]}, "catalogue"),
         "duplicate policy names": (
             policies(control, {"name": "ts", "type": "thompson"}, {"name": "ts", "type": "ucb1"}),
             "policies",

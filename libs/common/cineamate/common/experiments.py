@@ -50,6 +50,9 @@ ExperimentStatus = Literal["draft", "running", "paused", "stopped"]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 class VariantConfig(BaseModel):
     """One arm of the experiment: a named policy with its parameters and traffic weight."""
 
@@ -119,6 +122,10 @@ class ExperimentConfig(BaseModel):
             raise ValueError("catalogue must list at least one item")
         if len(set(value)) != len(value):
             raise ValueError("catalogue lists an item twice")
+        # Stored as PostgreSQL bigint and counted in int64 arrays: a larger id would be
+        # accepted, stored, and then fail every read of the experiment.
+        if min(value) < _INT64_MIN or max(value) > _INT64_MAX:
+            raise ValueError("catalogue item ids must fit in a signed 64-bit integer")
         return value
 
     @field_validator("policies")
