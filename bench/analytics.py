@@ -411,21 +411,26 @@ FROM generate_series($2::bigint, $3::bigint - 1) AS n,
 # Every served item's outcome: a click (CTR by variant, falling with position) within
 # 10 minutes, else 0 when the 30-minute window closes.
 _REWARDS_SQL = """
-INSERT INTO analytics_rewards (reward_id, serve_id, experiment_id, variant, policy_type, item_id,
-    position, propensity, reward, user_id, cohort, served_at, rewarded_at)
-SELECT serve_id || ':' || item_id, serve_id, experiment_id, variant, policy_type, item_id,
-    position, propensity, reward, user_id, cohort, served_at,
-    served_at + CASE WHEN reward > 0 THEN delay * INTERVAL '10 minutes'
-                     ELSE INTERVAL '30 minutes' END
-FROM (
-    SELECT s.*, item.item_id, (item.ord - 1)::int AS position, item.propensity,
-        CASE WHEN random() < (0.04 + 0.005 * array_position($2::text[], s.variant))
-             * (1.3 - 0.06 * item.ord) THEN 1.0 ELSE 0.0 END AS reward,
-        random() AS delay
-    FROM analytics_serves s,
-        unnest(s.item_ids, s.propensities) WITH ORDINALITY AS item(item_id, propensity, ord)
-    WHERE s.experiment_id = $1 AND s.served_at >= $3 AND s.served_at < $4
-) outcome
+INSERT INTO analytics_outcomes (serve_id, experiment_id, variant, policy_type, user_id, cohort,
+    served_at, item_ids, positions, propensities, rewards, rewarded_ats)
+SELECT s.serve_id, s.experiment_id, s.variant, s.policy_type, s.user_id, s.cohort, s.served_at,
+    o.item_ids, o.positions, o.propensities, o.rewards, o.rewarded_ats
+FROM analytics_serves s, LATERAL (
+    SELECT array_agg(item_id ORDER BY ord) AS item_ids,
+        array_agg(ord::int - 1 ORDER BY ord) AS positions,
+        array_agg(propensity ORDER BY ord) AS propensities,
+        array_agg(reward ORDER BY ord) AS rewards,
+        array_agg(s.served_at + CASE WHEN reward > 0 THEN delay * INTERVAL '10 minutes'
+                                     ELSE INTERVAL '30 minutes' END ORDER BY ord) AS rewarded_ats
+    FROM (
+        SELECT item.item_id, item.ord, item.propensity,
+            CASE WHEN random() < (0.04 + 0.005 * array_position($2::text[], s.variant))
+                 * (1.3 - 0.06 * item.ord) THEN 1.0 ELSE 0.0 END AS reward,
+            random() AS delay
+        FROM unnest(s.item_ids, s.propensities) WITH ORDINALITY AS item(item_id, propensity, ord)
+    ) outcome
+) o
+WHERE s.experiment_id = $1 AND s.served_at >= $3 AND s.served_at < $4
 """
 # Latency buckets per serve, as cineamate.common.latency.bucket_of: bounds below the latency.
 _BUCKETS_TABLE = (
@@ -547,7 +552,7 @@ async def _load(database_url: str, experiment_id: str, rows: int) -> dict[str, A
         started = time.perf_counter()
         for day in range(LOAD_DAYS):
             start = LOAD_START + timedelta(days=day)
-            for table in ("analytics_serves", "analytics_rewards"):
+            for table in ("analytics_serves", "analytics_outcomes"):
                 await connection.execute(
                     f"CREATE TABLE IF NOT EXISTS {table}_p{start:%Y%m%d} PARTITION OF {table} "
                     f"FOR VALUES FROM ('{start.isoformat()}') "
@@ -590,7 +595,7 @@ async def _load(database_url: str, experiment_id: str, rows: int) -> dict[str, A
         aggregate_s = time.perf_counter() - started
         started = time.perf_counter()
         await connection.execute(f"VACUUM (ANALYZE) {', '.join(_AGGREGATE_TABLES)}")
-        await connection.execute("ANALYZE analytics_serves, analytics_rewards")
+        await connection.execute("ANALYZE analytics_serves, analytics_outcomes")
         vacuum_s = time.perf_counter() - started
         counts = {
             table: await connection.fetchval(

@@ -310,7 +310,7 @@ async def test_event_pages_never_skip_or_repeat_and_export_is_safe_csv(
             f"p{index:03d}",
             "ts" if index % 2 else "control",
             '=HYPERLINK("x")' if index == 7 else f"u{index}",
-            [1],
+            [1, 2, 3],
             5.0,
             "new",
             # Several serves share a timestamp: the id breaks the tie.
@@ -318,21 +318,42 @@ async def test_event_pages_never_skip_or_repeat_and_export_is_safe_csv(
         )
         for index in range(61)
     ]
+    # Each serve's outcomes in two messages: its one click, then the rest at the window.
+    rewards = [
+        message
+        for serve in serves
+        for message in (
+            _reward(serve, {2: 1.0}, serve.served_at + timedelta(seconds=5)),
+            _reward(serve, {1: 0.0, 3: 0.0}, serve.served_at + timedelta(minutes=1)),
+        )
+    ]
     await _produce(analytics, [("serves", serve) for serve in serves])
-    _wait_for_totals(analytics, serves=61, rewards=0)
+    await _produce(analytics, [("rewards", reward) for reward in rewards])
+    _wait_for_totals(analytics, serves=61, rewards=61 * 3)
 
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"type": "serve", "limit": 7}
-        if cursor:
-            params["cursor"] = cursor
-        page = analytics.get("events", **params)
-        seen += [event["serve_id"] for event in page["events"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    def every_page(type_: str, key: str) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"type": type_, "limit": 7}
+            if cursor:
+                params["cursor"] = cursor
+            page = analytics.get("events", **params)
+            seen += [event[key] for event in page["events"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seen
+
+    seen = every_page("serve", "serve_id")
     assert seen == sorted(serve.serve_id for serve in serves)
+    # Outcomes in their serve's time order, then by id.
+    by_serve_time = sorted(
+        (serve.served_at, f"{serve.serve_id}:{item}") for serve in serves for item in (1, 2, 3)
+    )
+    assert every_page("reward", "reward_id") == [reward_id for _, reward_id in by_serve_time]
+    assert every_page("click", "reward_id") == [
+        reward_id for _, reward_id in by_serve_time if reward_id.endswith(":2")
+    ]
 
     only_ts = analytics.get("events", type="serve", variant="ts", limit=1000)["events"]
     assert {event["variant"] for event in only_ts} == {"ts"}

@@ -2,7 +2,8 @@
 
 One consumer group reads ``serves``, ``clicks``, ``rewards``, ``late-clicks``
 and ``state-updates``. Per batch, in one transaction: make the day partitions
-the events need, insert the raw rows skipping ids already there, sum the
+the events need, insert the raw rows skipping ids already there (a serve's
+outcomes go into its one row, each item's first outcome only), sum the
 aggregates over the rows actually added, upsert them, and keep the learner's
 latest arm counts. The consumer commits after the transaction, so a batch
 delivered again adds nothing.
@@ -26,14 +27,7 @@ from prometheus_client import Counter
 
 from cineamate.analytics import rows as r
 from cineamate.analytics.settings import AnalyticsSettings
-from cineamate.analytics.tables import (
-    DailyPartitions,
-    Expansion,
-    day_of,
-    insert_new,
-    insert_new_expanded,
-    upsert,
-)
+from cineamate.analytics.tables import DailyPartitions, day_of, insert_new, upsert
 from cineamate.common.dependencies import Dependencies
 from cineamate.common.errors import DependencyUnavailable, InvalidEvent
 from cineamate.common.events import (
@@ -47,7 +41,7 @@ from cineamate.common.events import (
 from cineamate.common.experiments import ExperimentCache
 from cineamate.common.kafka import BatchConsumer, Record, Rejected, json_decoder
 
-__all__ = ["Ingest"]
+__all__ = ["Ingest", "add_outcomes"]
 
 _log = logging.getLogger(__name__)
 
@@ -147,22 +141,14 @@ _RAW_COLUMNS = {
     "analytics_clicks": r.CLICK_COLUMNS,
     "analytics_late_clicks": r.LATE_CLICK_COLUMNS,
 }
-# A reward message is staged as one row and expanded here into one row per outcome: far
-# less for Python to encode and COPY to parse than ~10 rows of 13 columns per message.
-_REWARD_OUTCOMES = Expansion(
-    name="reward_messages",
-    definition="(serve_id text, experiment_id text, variant text, policy_type text, "
-    "item_ids bigint[], positions integer[], propensities double precision[], "
-    "rewards double precision[], user_id text, cohort jsonb, served_at timestamptz, "
-    "rewarded_at timestamptz)",
-    staged_columns=r.REWARD_MESSAGE_COLUMNS,
-    columns=r.REWARD_COLUMNS,
-    select="SELECT m.serve_id || ':' || o.item_id, m.serve_id, m.experiment_id, m.variant, "
-    "m.policy_type, o.item_id, o.position, o.propensity, o.reward, m.user_id, m.cohort, "
-    "m.served_at, m.rewarded_at FROM {staging} m "
-    "CROSS JOIN LATERAL unnest(m.item_ids, m.positions, m.propensities, m.rewards) "
-    "AS o(item_id, position, propensity, reward)",
+_OUTCOMES = "analytics_outcomes"
+# The serves' outcomes already stored, locked until the batch commits. The served_at
+# range keeps the lookup to the batch's day partitions.
+_STORED_OUTCOMES = (
+    f"SELECT serve_id, served_at, item_ids FROM {_OUTCOMES} "
+    "WHERE serve_id = ANY($1::text[]) AND served_at >= $2 AND served_at <= $3 FOR UPDATE"
 )
+_APPEND_OUTCOMES = {column: f"t.{column} || EXCLUDED.{column}" for column in r.OUTCOME_COLUMNS[7:]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +220,7 @@ class Ingest:
             table: DailyPartitions(table)
             for table in (
                 "analytics_serves",
-                "analytics_rewards",
+                _OUTCOMES,
                 "analytics_clicks",
                 "analytics_late_clicks",
             )
@@ -345,15 +331,13 @@ class Ingest:
         late = self._retained("late_click", batch.late)
 
         fresh_serves = await self._insert(connection, "analytics_serves", serves, "serve_id")
-        fresh_rewards = await self._insert(
-            connection, "analytics_rewards", rewards, "reward_id", expansion=_REWARD_OUTCOMES
-        )
+        fresh_outcomes = await self._add_outcomes(connection, rewards)
         fresh_clicks = await self._insert(connection, "analytics_clicks", clicks, "event_id")
         fresh_late = await self._insert(connection, "analytics_late_clicks", late, "event_id")
         added = r.aggregate(
             _first_of_each(serves, fresh_serves, lambda e: e.serve_id),
             [raw.event for raw in rewards],
-            fresh_rewards,
+            fresh_outcomes,
             _first_of_each(late, fresh_late, lambda e: e.event_id),
             sla_ms=sla,
             default_sla_ms=self._settings.default_latency_sla_ms,
@@ -380,7 +364,7 @@ class Ingest:
             )
         for kind, count in (
             ("serve", len(fresh_serves)),
-            ("reward", len(fresh_rewards)),
+            ("reward", len(fresh_outcomes)),
             ("click", len(fresh_clicks)),
             ("late_click", len(fresh_late)),
             ("posterior_update", len(batch.posteriors)),
@@ -388,23 +372,22 @@ class Ingest:
             INGESTED.labels(kind).inc(count)
 
     async def _insert(
-        self,
-        connection: asyncpg.Connection,
-        table: str,
-        raws: list[_Raw],
-        key: str,
-        *,
-        expansion: Expansion | None = None,
+        self, connection: asyncpg.Connection, table: str, raws: list[_Raw], key: str
     ) -> set[Any]:
         """Insert the raw events not stored yet; the ``key`` of those added."""
         if not raws:
             return set()
         await self.partitions[table].ensure(connection, {raw.day for raw in raws})
         rows = [raw.row for raw in raws]
-        if expansion is not None:
-            return await insert_new_expanded(connection, table, expansion, rows, returning=key)
-        columns = _RAW_COLUMNS[table]
-        return await insert_new(connection, table, columns, rows, returning=key)
+        return await insert_new(connection, table, _RAW_COLUMNS[table], rows, returning=key)
+
+    async def _add_outcomes(
+        self, connection: asyncpg.Connection, rewards: list[_Raw]
+    ) -> set[tuple[str, int]]:
+        if not rewards:
+            return set()
+        await self.partitions[_OUTCOMES].ensure(connection, {raw.day for raw in rewards})
+        return await add_outcomes(connection, [raw.row for raw in rewards])
 
     async def apply_retention(self) -> None:
         """Drop raw partitions past the retention, at most once a minute."""
@@ -420,6 +403,36 @@ class Ingest:
                         "raw partitions dropped",
                         extra={"table": partitions.table, "days": [str(d) for d in dropped]},
                     )
+
+
+async def add_outcomes(
+    connection: asyncpg.Connection, messages: list[tuple[Any, ...]]
+) -> set[tuple[str, int]]:
+    """Add the reward messages' outcomes (``reward_message_row``s) to their serves' rows,
+    each outcome once, in the caller's transaction; the (serve_id, item_id) of those
+    added. The day partitions must exist."""
+    served = [message[6] for message in messages]
+    stored = await connection.fetch(
+        _STORED_OUTCOMES, list({message[0] for message in messages}), min(served), max(served)
+    )
+    new = r.new_outcomes(messages, {(row[0], row[1]): row[2] for row in stored})
+    written = await upsert(
+        connection,
+        _OUTCOMES,
+        r.OUTCOME_COLUMNS,
+        new.rows,
+        key=("serve_id", "served_at"),
+        updates=_APPEND_OUTCOMES,
+        returning="serve_id, served_at, cardinality(item_ids)",
+    )
+    # A row that was not there when locked, but is now, was added by another instance
+    # meanwhile (a rebalance): what this batch would count of it could be wrong.
+    if any(new.sizes[(row[0], row[1])] != row[2] for row in written):
+        raise DependencyUnavailable(
+            "postgres: another writer added outcomes of this batch's serves; retrying",
+            code="conflict.outcomes",
+        )
+    return new.fresh
 
 
 def _experiment_of(event: Any) -> str | None:

@@ -192,6 +192,8 @@ class EventQuery:
 
 
 # Per event type: table, time column, id column, the columns listed, an extra condition.
+# Outcomes are listed in the order of their serves: ``analytics_rewards`` is a view of
+# one row per serve (``analytics_outcomes``), indexed by serve time.
 _EVENT_SOURCES: dict[EventType, tuple[str, str, str, str, str]] = {
     "serve": (
         "analytics_serves",
@@ -203,7 +205,7 @@ _EVENT_SOURCES: dict[EventType, tuple[str, str, str, str, str]] = {
     ),
     "reward": (
         "analytics_rewards",
-        "rewarded_at",
+        "served_at",
         "reward_id",
         "reward_id, serve_id, variant, policy_type, item_id, position, propensity, reward, "
         "user_id, served_at, rewarded_at",
@@ -211,7 +213,7 @@ _EVENT_SOURCES: dict[EventType, tuple[str, str, str, str, str]] = {
     ),
     "click": (
         "analytics_rewards",
-        "rewarded_at",
+        "served_at",
         "reward_id",
         "reward_id, serve_id, variant, item_id, position, user_id, served_at, "
         "rewarded_at AS clicked_at",
@@ -242,6 +244,8 @@ def _event_sql(query: EventQuery, limit: int | None) -> tuple[str, list[Any]]:
         conditions.append(f"{time_column} < ${len(args)}")
     if query.after is not None:
         args += list(query.after)
+        # The first condition alone lets the index skip what came before.
+        conditions.append(f"{time_column} >= ${len(args) - 1}")
         conditions.append(f"({time_column}, {id_column}) > (${len(args) - 1}, ${len(args)})")
     sql = (
         f"SELECT {columns}, {time_column} AS cursor_time, {id_column} AS cursor_id "

@@ -23,6 +23,7 @@ __all__ = [
     "aggregate",
     "click_row",
     "late_click_row",
+    "new_outcomes",
     "posterior_rows",
     "reward_message_row",
     "serve_row",
@@ -42,34 +43,20 @@ SERVE_COLUMNS = (
     "status",
     "served_at",
 )
-REWARD_COLUMNS = (
-    "reward_id",
+# A serve's outcomes in one row, each array in the order the outcomes arrived.
+OUTCOME_COLUMNS = (
     "serve_id",
     "experiment_id",
     "variant",
     "policy_type",
-    "item_id",
-    "position",
-    "propensity",
-    "reward",
     "user_id",
     "cohort",
     "served_at",
-    "rewarded_at",
-)
-REWARD_MESSAGE_COLUMNS = (
-    "serve_id",
-    "experiment_id",
-    "variant",
-    "policy_type",
     "item_ids",
     "positions",
     "propensities",
     "rewards",
-    "user_id",
-    "cohort",
-    "served_at",
-    "rewarded_at",
+    "rewarded_ats",
 )
 CLICK_COLUMNS = ("event_id", "serve_id", "item_id", "user_id", "clicked_at")
 LATE_CLICK_COLUMNS = (
@@ -103,23 +90,72 @@ def serve_row(serve: ServeEvent) -> tuple[Any, ...]:
 
 
 def reward_message_row(reward: RewardEvent) -> tuple[Any, ...]:
-    """A reward message as one staged row; SQL expands its arrays into ``REWARD_COLUMNS``,
-    one row per outcome (``reward_id`` = ``serve_id:item_id``, as ``RewardEvent.reward_ids``)."""
+    """A reward message as a row of ``OUTCOME_COLUMNS``, before it is merged with the
+    serve's outcomes already stored (``new_outcomes``)."""
     items = reward.items
     return (
         reward.serve_id,
         reward.experiment_id,
         reward.variant,
         reward.policy_type,
+        reward.user_id,
+        orjson.dumps(reward.cohort).decode(),
+        reward.served_at,
         [item.item_id for item in items],
         [item.position for item in items],
         [item.propensity for item in items],
         [item.reward for item in items],
-        reward.user_id,
-        orjson.dumps(reward.cohort).decode(),
-        reward.served_at,
-        reward.rewarded_at,
+        [reward.rewarded_at] * len(items),
     )
+
+
+ServeKey = tuple[str, datetime]  # (serve_id, served_at): a row of ``analytics_outcomes``
+_ITEMS, _ARRAYS = 7, slice(7, 12)
+
+
+@dataclass
+class NewOutcomes:
+    """What a batch of reward messages adds to ``analytics_outcomes``."""
+
+    rows: list[tuple[Any, ...]]  # per serve, only the outcomes not stored yet
+    fresh: set[tuple[str, int]]  # those outcomes, as (serve_id, item_id)
+    sizes: dict[ServeKey, int]  # how many outcomes each row holds once they are added
+
+
+def new_outcomes(
+    messages: Iterable[tuple[Any, ...]], stored: dict[ServeKey, list[int]]
+) -> NewOutcomes:
+    """The outcomes of ``messages`` (``reward_message_row``s) whose item the serve has no
+    outcome for yet, in ``stored`` or earlier in ``messages``: the first one counts."""
+    merged: dict[ServeKey, tuple[Any, ...]] = {}
+    known: dict[ServeKey, set[int]] = {}
+    copied: set[ServeKey] = set()  # rows whose arrays are this function's own, not a message's
+    fresh: set[tuple[str, int]] = set()
+    for message in messages:
+        key = (message[0], message[6])
+        items = known.get(key)
+        if items is None:
+            items = known[key] = set(stored.get(key, ()))
+        kept = [i for i, item in enumerate(message[_ITEMS]) if item not in items]
+        if not kept:
+            continue
+        arrays = message[_ARRAYS]
+        if len(kept) < len(message[_ITEMS]):
+            arrays = tuple([array[i] for i in kept] for array in arrays)
+        for item in arrays[0]:
+            items.add(item)
+            fresh.add((key[0], item))
+        row = merged.get(key)
+        if row is None:
+            merged[key] = (*message[:_ITEMS], *arrays)
+            continue
+        if key not in copied:
+            copied.add(key)
+            row = merged[key] = (*row[:_ITEMS], *(list(array) for array in row[_ARRAYS]))
+        for into, more in zip(row[_ARRAYS], arrays, strict=True):
+            into.extend(more)
+    sizes = {key: len(stored.get(key, ())) + len(row[_ITEMS]) for key, row in merged.items()}
+    return NewOutcomes(list(merged.values()), fresh, sizes)
 
 
 def click_row(click: ClickEvent) -> tuple[Any, ...]:
@@ -285,14 +321,14 @@ USER_COLUMNS = ("experiment_id", "user_id", "variant", "first_seen", "last_seen"
 def aggregate(
     serves: Iterable[ServeEvent],
     rewards: Iterable[RewardEvent],
-    fresh_rewards: set[str],
+    fresh_outcomes: set[tuple[str, int]],
     late_clicks: Iterable[LateClick],
     *,
     sla_ms: dict[str, float],
     default_sla_ms: float,
 ) -> AggregateRows:
     """The aggregate rows of events a batch added: ``serves`` and ``late_clicks`` as added,
-    the outcomes of ``rewards`` whose id is in ``fresh_rewards`` (``sla_ms``: latency
+    the outcomes of ``rewards`` in ``fresh_outcomes`` as (serve_id, item_id) (``sla_ms``: latency
     threshold per experiment)."""
     rows = AggregateRows()
     for serve in serves:
@@ -317,15 +353,16 @@ def aggregate(
             user.variant, user.last_seen = variant, serve.served_at
         user.first_seen = min(user.first_seen, serve.served_at)
         user.serves += 1
-    counted: set[str] = set()
+    counted: set[tuple[str, int]] = set()
     for reward in rewards:
         experiment, variant = reward.experiment_id, reward.variant
         hour = _hour(reward.served_at)
         outcomes, total = 0, 0.0
-        for reward_id, outcome in zip(reward.reward_ids, reward.items, strict=True):
-            if reward_id not in fresh_rewards or reward_id in counted:
+        for outcome in reward.items:
+            outcome_id = (reward.serve_id, outcome.item_id)
+            if outcome_id not in fresh_outcomes or outcome_id in counted:
                 continue
-            counted.add(reward_id)
+            counted.add(outcome_id)
             outcomes += 1
             total += outcome.reward
             counts = rows.items[(experiment, variant, outcome.item_id, hour)]

@@ -7,13 +7,12 @@ commit, so every write here belongs to the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-__all__ = ["DailyPartitions", "Expansion", "day_of", "insert_new", "insert_new_expanded", "upsert"]
+__all__ = ["DailyPartitions", "day_of", "insert_new", "upsert"]
 
 
 def day_of(moment: datetime) -> date:
@@ -35,26 +34,6 @@ async def _stage(
     return staging
 
 
-@dataclass(frozen=True)
-class Expansion:
-    """How rows are staged and turned into a table's rows. The plain case stages the
-    table's own columns (``as_is``); a compact one stages, say, one row per message whose
-    arrays ``select`` turns into one table row per element. ``select`` reads ``{staging}``
-    and yields the table's ``columns`` in order."""
-
-    name: str
-    definition: str
-    staged_columns: tuple[str, ...]
-    columns: tuple[str, ...]
-    select: str
-
-    @classmethod
-    def as_is(cls, table: str, columns: Sequence[str]) -> Expansion:
-        names = ", ".join(columns)
-        select = f"SELECT {names} FROM {{staging}}"
-        return cls(table, f"(LIKE {table})", tuple(columns), tuple(columns), select)
-
-
 async def insert_new(
     connection: asyncpg.Connection,
     table: str,
@@ -65,33 +44,12 @@ async def insert_new(
 ) -> set[Any]:
     """Insert ``rows``, skipping those whose key is already there; the ``returning``
     column of the rows actually added."""
-    return await insert_new_expanded(
-        connection, table, Expansion.as_is(table, columns), rows, returning=returning
-    )
-
-
-async def insert_new_expanded(
-    connection: asyncpg.Connection,
-    table: str,
-    expansion: Expansion,
-    rows: Sequence[Any],
-    *,
-    returning: str,
-) -> set[Any]:
-    """``insert_new`` of the rows ``expansion`` makes of ``rows``: what Python encodes and
-    COPY parses can be a compact form that PostgreSQL expands."""
     if not rows:
         return set()
-    staging = await _stage(
-        connection,
-        f"staging_{expansion.name}",
-        expansion.definition,
-        expansion.staged_columns,
-        rows,
-    )
+    staging = await _stage(connection, f"staging_{table}", f"(LIKE {table})", columns, rows)
+    names = ", ".join(columns)
     added = await connection.fetch(
-        f"INSERT INTO {table} ({', '.join(expansion.columns)}) "
-        f"{expansion.select.format(staging=staging)} "
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "
         f"ON CONFLICT DO NOTHING RETURNING {returning}"
     )
     return {row[0] for row in added}
@@ -106,19 +64,26 @@ async def upsert(
     key: Sequence[str],
     updates: dict[str, str],
     where: str | None = None,
-) -> None:
+    returning: str | None = None,
+) -> list[asyncpg.Record]:
     """Insert ``rows``, or on a ``key`` conflict set each column of ``updates`` to its
-    SQL expression (the existing row is ``t``, the new one ``EXCLUDED``)."""
+    SQL expression (the existing row is ``t``, the new one ``EXCLUDED``); the
+    ``returning`` expressions of each row written, if asked."""
     if not rows:
-        return
+        return []
     staging = await _stage(connection, f"staging_{table}", f"(LIKE {table})", columns, rows)
     names = ", ".join(columns)
     assignments = ", ".join(f"{column} = {expression}" for column, expression in updates.items())
     condition = f" WHERE {where}" if where else ""
-    await connection.execute(
+    statement = (
         f"INSERT INTO {table} AS t ({names}) SELECT {names} FROM {staging} "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}{condition}"
     )
+    if returning is None:
+        await connection.execute(statement)
+        return []
+    written: list[asyncpg.Record] = await connection.fetch(f"{statement} RETURNING {returning}")
+    return written
 
 
 class DailyPartitions:
