@@ -288,6 +288,10 @@ async def test_views_are_exact_after_a_redelivery_and_match_hand_computed_values
     assert ts_arms[1]["serves"] == 2 and ts_arms[1]["clicks"] == 1.0
     assert ts_arms[1]["share_of_serves"] == pytest.approx(0.5)
     assert ts_arms[1]["posterior_mean"] == pytest.approx((1 + 1) / (2 + 2))
+    # The share is of all the variant's serves, not only of the items listed.
+    (top,) = {v["variant"]: v["arms"] for v in analytics.get("arms", limit=1)["variants"]}["ts"]
+    assert (top["item_id"], top["share_of_serves"]) == (1, pytest.approx(0.5))
+    assert top["anomaly"] is False
 
     series = analytics.get("timeseries", interval="1m")
     # The serves' minute, and the late click's minute (which adds no outcome).

@@ -14,6 +14,7 @@ __all__ = [
     "EVENT_TYPES",
     "EventPage",
     "EventQuery",
+    "RecentServes",
     "arm_totals",
     "cohort_counts",
     "event_columns",
@@ -103,14 +104,19 @@ async def minute_range(
 async def arm_totals(
     pool: asyncpg.Pool, experiment_id: str, variant: str | None, limit: int
 ) -> list[asyncpg.Record]:
-    """The most served items of each variant."""
+    """The most served items of each variant, and the variant's serves of all items."""
+    # A top-n per variant (a heap of n rows) instead of ranking every item of every
+    # variant: a few thousand items per variant.
     rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT variant, item_id, serves, outcomes, rewards, "
-        "(sum(serves) OVER (PARTITION BY variant))::bigint AS variant_serves FROM ("
-        "  SELECT *, row_number() OVER (PARTITION BY variant ORDER BY serves DESC, item_id) AS n "
-        "  FROM analytics_item_totals WHERE experiment_id = $1 "
-        "  AND ($2::text IS NULL OR variant = $2)"
-        ") ranked WHERE n <= $3 ORDER BY variant, serves DESC, item_id",
+        "SELECT v.variant, top.item_id, top.serves, top.outcomes, top.rewards, "
+        "v.variant_serves FROM ("
+        "  SELECT variant, sum(serves)::bigint AS variant_serves FROM analytics_item_totals "
+        "  WHERE experiment_id = $1 AND ($2::text IS NULL OR variant = $2) GROUP BY variant"
+        ") v CROSS JOIN LATERAL ("
+        "  SELECT item_id, serves, outcomes, rewards FROM analytics_item_totals t "
+        "  WHERE t.experiment_id = $1 AND t.variant = v.variant "
+        "  ORDER BY serves DESC, item_id LIMIT $3"
+        ") top ORDER BY v.variant, top.serves DESC, top.item_id",
         experiment_id,
         variant,
         limit,
@@ -126,24 +132,46 @@ async def variant_serves(pool: asyncpg.Pool, experiment_id: str) -> dict[str, in
     return {row["variant"]: row["serves"] for row in rows}
 
 
+@dataclass(frozen=True)
+class RecentServes:
+    """Serves in the experiment's latest hour of data: of some items, and of all items
+    per variant."""
+
+    hour: datetime | None
+    items: dict[tuple[str, int], int]
+    variants: dict[str, int]
+
+
 async def recent_item_serves(
-    pool: asyncpg.Pool, experiment_id: str
-) -> tuple[datetime | None, list[asyncpg.Record]]:
-    """Serves per variant and item in the experiment's latest hour of data."""
+    pool: asyncpg.Pool, experiment_id: str, items: list[int]
+) -> RecentServes:
+    """Serves of ``items`` per variant in the experiment's latest hour, and of every item
+    per variant (summed here: an hour holds a row per item and variant)."""
     latest = await pool.fetchval(
         "SELECT max(minute) FROM analytics_variant_minutes WHERE experiment_id = $1",
         experiment_id,
     )
     if latest is None:
-        return None, []
+        return RecentServes(None, {}, {})
     hour = latest.replace(minute=0, second=0, microsecond=0)
     rows = await pool.fetch(
-        "SELECT variant, item_id, serves, outcomes, rewards FROM analytics_item_hours "
-        "WHERE experiment_id = $1 AND hour = $2",
+        "SELECT variant, item_id, serves FROM analytics_item_hours "
+        "WHERE experiment_id = $1 AND hour = $2 AND item_id = ANY($3::bigint[])",
+        experiment_id,
+        hour,
+        items,
+    )
+    totals = await pool.fetch(
+        "SELECT variant, sum(serves)::bigint FROM analytics_item_hours "
+        "WHERE experiment_id = $1 AND hour = $2 GROUP BY variant",
         experiment_id,
         hour,
     )
-    return hour, rows
+    return RecentServes(
+        hour,
+        {(row[0], row[1]): row[2] for row in rows},
+        {row[0]: row[1] for row in totals},
+    )
 
 
 async def latest_posteriors(

@@ -258,14 +258,9 @@ async def arms(
     await _experiment(request, experiment_id)
     pool = _pool(request)
     rows = await queries.arm_totals(pool, experiment_id, variant, limit)
-    hour, recent_rows = await queries.recent_item_serves(pool, experiment_id)
-    recent = {(row["variant"], row["item_id"]): row["serves"] for row in recent_rows}
-    recent_totals: dict[str, int] = defaultdict(int)
-    for row in recent_rows:
-        recent_totals[row["variant"]] += row["serves"]
-    posteriors = await queries.latest_posteriors(
-        pool, experiment_id, sorted({row["item_id"] for row in rows})
-    )
+    items = sorted({row["item_id"] for row in rows})
+    recent = await queries.recent_item_serves(pool, experiment_id, items)
+    posteriors = await queries.latest_posteriors(pool, experiment_id, items)
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         name, item = row["variant"], row["item_id"]
@@ -277,7 +272,9 @@ async def arms(
             reason
             for reason in (
                 _ctr_anomaly(clicks, outcomes, posterior),
-                _share_anomaly(recent.get((name, item), 0), recent_totals[name], share),
+                _share_anomaly(
+                    recent.items.get((name, item), 0), recent.variants.get(name, 0), share
+                ),
             )
             if reason
         ]
@@ -296,7 +293,7 @@ async def arms(
         )
     return {
         "experiment_id": experiment_id,
-        "latest_hour": hour.isoformat() if hour else None,
+        "latest_hour": recent.hour.isoformat() if recent.hour else None,
         "variants": [{"variant": name, "arms": items} for name, items in by_variant.items()],
     }
 
