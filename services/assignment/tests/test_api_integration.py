@@ -133,6 +133,7 @@ def test_each_invalid_experiment_is_422_naming_its_field(assignment: AssignmentP
         ),
         "empty catalogue": (base | {"catalogue": []}, "catalogue"),
         "item id beyond int64": (base | {"catalogue": [1, 2**63]}, "catalogue"),
+        "NUL in the name": (base | {"name": "a\u0000b"}, "name"),
         "duplicate policy names": (
             policies(control, {"name": "ts", "type": "thompson"}, {"name": "ts", "type": "ucb1"}),
             "policies",
@@ -167,6 +168,7 @@ def test_each_invalid_update_is_rejected_naming_its_field(assignment: Assignment
         ({"traffic": 2}, 422, "traffic"),
         ({"status": "finished"}, 422, "status"),
         ({"catalogue": [1, 2]}, 422, "catalogue"),
+        ({"name": "a\u0000b"}, 422, "name"),  # PostgreSQL cannot store a NUL
     ]
     for body, status, field in cases:
         answer = assignment.http.patch(path, json=body, headers=ADMIN)

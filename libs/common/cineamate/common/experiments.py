@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cineamate.common.errors import NotFound
 
 __all__ = [
+    "EXPERIMENT_NAME_PATTERN",
     "MAX_WEIGHT",
     "POLICY_TYPE_NAMES",
     "DecisionCriteria",
@@ -48,6 +49,8 @@ POLICY_TYPE_NAMES = ("thompson", "egreedy", "ucb1", "random", "popularity")
 MAX_WEIGHT = 1_000_000.0
 ExperimentStatus = Literal["draft", "running", "paused", "stopped"]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# A display name: any text PostgreSQL can store (it refuses the NUL character).
+EXPERIMENT_NAME_PATTERN = r"^[^\x00]+$"
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -99,7 +102,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=EXPERIMENT_NAME_PATTERN)
     catalogue: list[int] | str = Field(
         description="The arms: a list of item ids, or the name of a loaded catalogue."
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cineamate.assignment.bucketing import BUCKETS, Allocation
 from cineamate.common.experiments import (
+    EXPERIMENT_NAME_PATTERN,
     MAX_WEIGHT,
     DecisionCriteria,
     Experiment,
@@ -27,7 +28,9 @@ class ExperimentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=EXPERIMENT_NAME_PATTERN
+    )
     traffic: float | None = Field(default=None, ge=0.0, le=1.0)
     weights: dict[str, float] | None = Field(
         default=None, description="New relative weight per policy name (each > 0, at most 1e6)."
