@@ -81,7 +81,7 @@ async def test_outcomes_are_added_once_and_another_writer_in_between_forces_a_re
             added = await add_outcomes(connection, [_message("s0", {1: 1.0, 2: 0.0})])
         async with connection.transaction():
             again = await add_outcomes(connection, [_message("s0", {2: 1.0, 3: 0.0})])
-        assert (added, again) == ({("s0", 1), ("s0", 2)}, {("s0", 3)})
+        assert (added.fresh, again.fresh) == ({("s0", 1), ("s0", 2)}, {("s0", 3)})
         stored = await connection.fetchrow(
             "SELECT item_ids, rewards FROM analytics_outcomes WHERE serve_id = 's0'"
         )
@@ -96,7 +96,7 @@ async def test_outcomes_are_added_once_and_another_writer_in_between_forces_a_re
         # Retried, the batch counts only what the other writer had not added.
         async with connection.transaction():
             retried = await add_outcomes(connection, [_message("s1", {1: 0.0, 2: 0.0})])
-        assert retried == {("s1", 1)}
+        assert retried.fresh == {("s1", 1)}
         outcomes = await connection.fetch(
             "SELECT reward_id, reward FROM analytics_rewards WHERE serve_id = 's1' "
             "ORDER BY reward_id"

@@ -331,13 +331,12 @@ class Ingest:
         late = self._retained("late_click", batch.late)
 
         fresh_serves = await self._insert(connection, "analytics_serves", serves, "serve_id")
-        fresh_outcomes = await self._add_outcomes(connection, rewards)
+        outcomes = await self._add_outcomes(connection, rewards)
         fresh_clicks = await self._insert(connection, "analytics_clicks", clicks, "event_id")
         fresh_late = await self._insert(connection, "analytics_late_clicks", late, "event_id")
         added = r.aggregate(
             _first_of_each(serves, fresh_serves, lambda e: e.serve_id),
-            [raw.event for raw in rewards],
-            fresh_outcomes,
+            outcomes.rows,
             _first_of_each(late, fresh_late, lambda e: e.event_id),
             sla_ms=sla,
             default_sla_ms=self._settings.default_latency_sla_ms,
@@ -364,7 +363,7 @@ class Ingest:
             )
         for kind, count in (
             ("serve", len(fresh_serves)),
-            ("reward", len(fresh_outcomes)),
+            ("reward", outcomes.count),
             ("click", len(fresh_clicks)),
             ("late_click", len(fresh_late)),
             ("posterior_update", len(batch.posteriors)),
@@ -383,9 +382,9 @@ class Ingest:
 
     async def _add_outcomes(
         self, connection: asyncpg.Connection, rewards: list[_Raw]
-    ) -> set[tuple[str, int]]:
+    ) -> r.NewOutcomes:
         if not rewards:
-            return set()
+            return r.NewOutcomes([], {})
         await self.partitions[_OUTCOMES].ensure(connection, {raw.day for raw in rewards})
         return await add_outcomes(connection, [raw.row for raw in rewards])
 
@@ -407,10 +406,10 @@ class Ingest:
 
 async def add_outcomes(
     connection: asyncpg.Connection, messages: list[tuple[Any, ...]]
-) -> set[tuple[str, int]]:
+) -> r.NewOutcomes:
     """Add the reward messages' outcomes (``reward_message_row``s) to their serves' rows,
-    each outcome once, in the caller's transaction; the (serve_id, item_id) of those
-    added. The day partitions must exist."""
+    each outcome once, in the caller's transaction; what was added. The day partitions
+    must exist."""
     served = [message[6] for message in messages]
     stored = await connection.fetch(
         _STORED_OUTCOMES, list({message[0] for message in messages}), min(served), max(served)
@@ -432,7 +431,7 @@ async def add_outcomes(
             "postgres: another writer added outcomes of this batch's serves; retrying",
             code="conflict.outcomes",
         )
-    return new.fresh
+    return new
 
 
 def _experiment_of(event: Any) -> str | None:

@@ -20,6 +20,7 @@ from cineamate.common.latency import BUCKETS, bucket_of
 
 __all__ = [
     "AggregateRows",
+    "NewOutcomes",
     "aggregate",
     "click_row",
     "late_click_row",
@@ -118,8 +119,16 @@ class NewOutcomes:
     """What a batch of reward messages adds to ``analytics_outcomes``."""
 
     rows: list[tuple[Any, ...]]  # per serve, only the outcomes not stored yet
-    fresh: set[tuple[str, int]]  # those outcomes, as (serve_id, item_id)
     sizes: dict[ServeKey, int]  # how many outcomes each row holds once they are added
+
+    @property
+    def fresh(self) -> set[tuple[str, int]]:
+        """The outcomes added, as (serve_id, item_id)."""
+        return {(row[0], item) for row in self.rows for item in row[_ITEMS]}
+
+    @property
+    def count(self) -> int:
+        return sum(len(row[_ITEMS]) for row in self.rows)
 
 
 def new_outcomes(
@@ -130,21 +139,23 @@ def new_outcomes(
     merged: dict[ServeKey, tuple[Any, ...]] = {}
     known: dict[ServeKey, set[int]] = {}
     copied: set[ServeKey] = set()  # rows whose arrays are this function's own, not a message's
-    fresh: set[tuple[str, int]] = set()
     for message in messages:
         key = (message[0], message[6])
         items = known.get(key)
         if items is None:
             items = known[key] = set(stored.get(key, ()))
-        kept = [i for i, item in enumerate(message[_ITEMS]) if item not in items]
-        if not kept:
-            continue
         arrays = message[_ARRAYS]
-        if len(kept) < len(message[_ITEMS]):
+        if items.isdisjoint(arrays[0]) and len(set(arrays[0])) == len(arrays[0]):
+            items.update(arrays[0])  # the usual case: every outcome is new
+        else:
+            kept = []
+            for i, item in enumerate(arrays[0]):
+                if item not in items:
+                    items.add(item)
+                    kept.append(i)
+            if not kept:
+                continue
             arrays = tuple([array[i] for i in kept] for array in arrays)
-        for item in arrays[0]:
-            items.add(item)
-            fresh.add((key[0], item))
         row = merged.get(key)
         if row is None:
             merged[key] = (*message[:_ITEMS], *arrays)
@@ -155,7 +166,7 @@ def new_outcomes(
         for into, more in zip(row[_ARRAYS], arrays, strict=True):
             into.extend(more)
     sizes = {key: len(stored.get(key, ())) + len(row[_ITEMS]) for key, row in merged.items()}
-    return NewOutcomes(list(merged.values()), fresh, sizes)
+    return NewOutcomes(list(merged.values()), sizes)
 
 
 def click_row(click: ClickEvent) -> tuple[Any, ...]:
@@ -320,16 +331,15 @@ USER_COLUMNS = ("experiment_id", "user_id", "variant", "first_seen", "last_seen"
 
 def aggregate(
     serves: Iterable[ServeEvent],
-    rewards: Iterable[RewardEvent],
-    fresh_outcomes: set[tuple[str, int]],
+    outcomes: Iterable[tuple[Any, ...]],
     late_clicks: Iterable[LateClick],
     *,
     sla_ms: dict[str, float],
     default_sla_ms: float,
 ) -> AggregateRows:
-    """The aggregate rows of events a batch added: ``serves`` and ``late_clicks`` as added,
-    the outcomes of ``rewards`` in ``fresh_outcomes`` as (serve_id, item_id) (``sla_ms``: latency
-    threshold per experiment)."""
+    """The aggregate rows of what a batch added: ``serves`` and ``late_clicks``, and
+    ``outcomes``, rows of ``OUTCOME_COLUMNS`` holding only the outcomes added
+    (``NewOutcomes.rows``; ``sla_ms``: latency threshold per experiment)."""
     rows = AggregateRows()
     for serve in serves:
         experiment, variant = serve.experiment_id, serve.variant
@@ -353,31 +363,29 @@ def aggregate(
             user.variant, user.last_seen = variant, serve.served_at
         user.first_seen = min(user.first_seen, serve.served_at)
         user.serves += 1
-    counted: set[tuple[str, int]] = set()
-    for reward in rewards:
-        experiment, variant = reward.experiment_id, reward.variant
-        hour = _hour(reward.served_at)
-        outcomes, total = 0, 0.0
-        for outcome in reward.items:
-            outcome_id = (reward.serve_id, outcome.item_id)
-            if outcome_id not in fresh_outcomes or outcome_id in counted:
-                continue
-            counted.add(outcome_id)
-            outcomes += 1
-            total += outcome.reward
-            counts = rows.items[(experiment, variant, outcome.item_id, hour)]
+    # Outcomes per cohort as stored (JSON text), split into attributes once per cohort.
+    by_cohort: dict[tuple[str, str, str], _Counts] = defaultdict(_Counts)
+    for row in outcomes:
+        experiment, variant, served_at = row[1], row[2], row[6]
+        hour = _hour(served_at)
+        item_ids, rewards = row[_ITEMS], row[10]
+        for item, reward in zip(item_ids, rewards, strict=True):
+            counts = rows.items[(experiment, variant, item, hour)]
             counts.outcomes += 1
-            counts.rewards += outcome.reward
-        if not outcomes:
-            continue
-        # The message's outcomes share its minute and cohort: added once, not per item.
-        minute = rows.minutes[(experiment, variant, _minute(reward.served_at))]
-        minute.outcomes += outcomes
+            counts.rewards += reward
+        # A serve's outcomes share its minute and cohort: added once, not per item.
+        total = sum(rewards)
+        minute = rows.minutes[(experiment, variant, _minute(served_at))]
+        minute.outcomes += len(item_ids)
         minute.rewards += total
-        for attribute, value in reward.cohort.items():
-            counts = rows.cohorts[(experiment, variant, attribute, value)]
-            counts.outcomes += outcomes
-            counts.rewards += total
+        counts = by_cohort[(experiment, variant, row[5])]
+        counts.outcomes += len(item_ids)
+        counts.rewards += total
+    for (experiment, variant, cohort), counts in by_cohort.items():
+        for attribute, value in orjson.loads(cohort).items():
+            into = rows.cohorts[(experiment, variant, attribute, value)]
+            into.outcomes += counts.outcomes
+            into.rewards += counts.rewards
     for late in late_clicks:
         if late.experiment_id is not None and late.variant is not None:
             key = (late.experiment_id, late.variant, _minute(late.clicked_at))
