@@ -148,7 +148,7 @@ _STORED_OUTCOMES = (
     f"SELECT serve_id, served_at, item_ids FROM {_OUTCOMES} "
     "WHERE serve_id = ANY($1::text[]) AND served_at >= $2 AND served_at <= $3 FOR UPDATE"
 )
-_APPEND_OUTCOMES = {column: f"t.{column} || EXCLUDED.{column}" for column in r.OUTCOME_COLUMNS[7:]}
+_APPEND_OUTCOMES = {column: f"t.{column} || EXCLUDED.{column}" for column in r.OUTCOME_ARRAYS}
 
 
 @dataclass(frozen=True, slots=True)

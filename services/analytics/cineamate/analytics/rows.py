@@ -112,6 +112,7 @@ def reward_message_row(reward: RewardEvent) -> tuple[Any, ...]:
 
 ServeKey = tuple[str, datetime]  # (serve_id, served_at): a row of ``analytics_outcomes``
 _ITEMS, _ARRAYS = 7, slice(7, 12)
+OUTCOME_ARRAYS = OUTCOME_COLUMNS[_ARRAYS]  # item_ids .. rewarded_ats, one element per outcome
 
 
 @dataclass
