@@ -410,9 +410,10 @@ async def add_outcomes(
     """Add the reward messages' outcomes (``reward_message_row``s) to their serves' rows,
     each outcome once, in the caller's transaction; what was added. The day partitions
     must exist."""
-    served = [message[6] for message in messages]
+    keys = [r.serve_key(message) for message in messages]
+    served = [served_at for _, served_at in keys]
     stored = await connection.fetch(
-        _STORED_OUTCOMES, list({message[0] for message in messages}), min(served), max(served)
+        _STORED_OUTCOMES, list({serve_id for serve_id, _ in keys}), min(served), max(served)
     )
     new = r.new_outcomes(messages, {(row[0], row[1]): row[2] for row in stored})
     written = await upsert(

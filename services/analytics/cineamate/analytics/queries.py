@@ -220,8 +220,8 @@ class EventQuery:
 
 
 # Per event type: table, time column, id column, the columns listed, an extra condition.
-# Outcomes are listed in the order of their serves: ``analytics_rewards`` is a view of
-# one row per serve (``analytics_outcomes``), indexed by serve time.
+# Outcomes are listed in the order of their serves: ``analytics_rewards`` is a view over
+# ``analytics_outcomes``, whose rows (one per serve) are indexed by serve time.
 _EVENT_SOURCES: dict[EventType, tuple[str, str, str, str, str]] = {
     "serve": (
         "analytics_serves",

@@ -27,6 +27,7 @@ __all__ = [
     "new_outcomes",
     "posterior_rows",
     "reward_message_row",
+    "serve_key",
     "serve_row",
 ]
 
@@ -111,7 +112,16 @@ def reward_message_row(reward: RewardEvent) -> tuple[Any, ...]:
 
 
 ServeKey = tuple[str, datetime]  # (serve_id, served_at): a row of ``analytics_outcomes``
-_ITEMS, _ARRAYS = 7, slice(7, 12)
+# Positions in an outcome row (``OUTCOME_COLUMNS``): tuples, as COPY takes them.
+_SERVE_ID, _EXPERIMENT, _VARIANT, _COHORT, _SERVED_AT, _ITEMS, _REWARDS = 0, 1, 2, 5, 6, 7, 10
+_ARRAYS = slice(_ITEMS, len(OUTCOME_COLUMNS))
+
+
+def serve_key(row: tuple[Any, ...]) -> ServeKey:
+    """The serve an outcome row (or ``reward_message_row``) belongs to."""
+    return row[_SERVE_ID], row[_SERVED_AT]
+
+
 OUTCOME_ARRAYS = OUTCOME_COLUMNS[_ARRAYS]  # item_ids .. rewarded_ats, one element per outcome
 
 
@@ -125,7 +135,7 @@ class NewOutcomes:
     @property
     def fresh(self) -> set[tuple[str, int]]:
         """The outcomes added, as (serve_id, item_id)."""
-        return {(row[0], item) for row in self.rows for item in row[_ITEMS]}
+        return {(row[_SERVE_ID], item) for row in self.rows for item in row[_ITEMS]}
 
     @property
     def count(self) -> int:
@@ -141,7 +151,7 @@ def new_outcomes(
     known: dict[ServeKey, set[int]] = {}
     copied: set[ServeKey] = set()  # rows whose arrays are this function's own, not a message's
     for message in messages:
-        key = (message[0], message[6])
+        key = serve_key(message)
         items = known.get(key)
         if items is None:
             items = known[key] = set(stored.get(key, ()))
@@ -367,9 +377,9 @@ def aggregate(
     # Outcomes per cohort as stored (JSON text), split into attributes once per cohort.
     by_cohort: dict[tuple[str, str, str], _Counts] = defaultdict(_Counts)
     for row in outcomes:
-        experiment, variant, served_at = row[1], row[2], row[6]
+        experiment, variant, served_at = row[_EXPERIMENT], row[_VARIANT], row[_SERVED_AT]
         hour = _hour(served_at)
-        item_ids, rewards = row[_ITEMS], row[10]
+        item_ids, rewards = row[_ITEMS], row[_REWARDS]
         for item, reward in zip(item_ids, rewards, strict=True):
             counts = rows.items[(experiment, variant, item, hour)]
             counts.outcomes += 1
@@ -379,7 +389,7 @@ def aggregate(
         minute = rows.minutes[(experiment, variant, _minute(served_at))]
         minute.outcomes += len(item_ids)
         minute.rewards += total
-        counts = by_cohort[(experiment, variant, row[5])]
+        counts = by_cohort[(experiment, variant, row[_COHORT])]
         counts.outcomes += len(item_ids)
         counts.rewards += total
     for (experiment, variant, cohort), counts in by_cohort.items():
