@@ -30,6 +30,7 @@ __all__ = [
     "ProcessSettings",
     "SettingDoc",
     "TopicSpec",
+    "at_least_one",
     "describe",
     "env_name",
     "load_settings",
@@ -54,6 +55,13 @@ def setting(default: Any = ..., *, env: str | None = None, description: str) -> 
     """A settings field; ``env`` pins the variable name regardless of the class prefix."""
     alias = AliasChoices(env) if env else None
     return Field(default, validation_alias=alias, description=description)
+
+
+def at_least_one(value: int) -> int:
+    """A field validator: counts and sizes that 0 would switch off or break."""
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
 
 
 @dataclass(frozen=True)
@@ -122,12 +130,7 @@ class ProcessSettings(BaseSettings):
         description="Requests a client may make at once beyond its rate before it is limited.",
     )
 
-    @field_validator("max_request_bytes", "rate_limit_burst")
-    @classmethod
-    def _at_least_one(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("must be at least 1")
-        return value
+    _at_least_one = field_validator("max_request_bytes", "rate_limit_burst")(at_least_one)
 
     @field_validator("rate_limit_per_second")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from cineamate.common.settings import DEFAULT_PORTS, CommonSettings, setting
+from cineamate.common.settings import DEFAULT_PORTS, CommonSettings, at_least_one, setting
 
 __all__ = ["AnalyticsSettings"]
 
@@ -51,10 +51,5 @@ class AnalyticsSettings(CommonSettings):
         "fewer statements per event.",
     )
 
-    @field_validator("gc_threshold")
-    @classmethod
-    def _collects(cls, value: int) -> int:
-        # 0 would turn automatic collection off, and reference cycles would pile up.
-        if value < 1:
-            raise ValueError("must be at least 1")
-        return value
+    # 0 would turn automatic collection off, and reference cycles would pile up.
+    _collects = field_validator("gc_threshold")(at_least_one)
