@@ -294,7 +294,7 @@ def test_postgres_stopped_mid_stream_is_reported_and_caught_up(
         time.sleep(max(0.0, down + OUTAGE_SECONDS - time.monotonic()))
         assert pipeline.crashed() == {}
         postgres.start()
-        wait_for_truth(pipeline, Truth.of(stream), timeout=60)
+        wait_for_truth(pipeline, Truth.of(stream))
         _no_dead_letters(pipeline)
     finally:
         pipeline.stop()
